@@ -1,0 +1,1 @@
+"""Temporal (index sampling) and spatial (batched, clip-consistent) augmentations."""

@@ -1,0 +1,52 @@
+"""``sstl <command> [args]``: the entry point the workflow's rules call.
+
+Each command lives in the module that owns its concern; this router imports only that module, so
+``sstl cluster`` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> ("module:function", one-line help). The function takes argv and returns an exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synthetic": ("sstl.data.synthetic:cli", "generate the embedded synthetic motion dataset"),
+    "fetch": ("sstl.data.acquire:cli", "download + extract a dataset, or validate a local copy"),
+    "extract": ("sstl.data.extract:cli_extract", "decode one shard of videos into the frame store"),
+    "manifest": (
+        "sstl.data.extract:cli_manifest",
+        "merge shard manifests into the dataset manifest",
+    ),
+    "pretrain": ("sstl.train.pretrain:cli", "SSTL self-supervised pretraining"),
+    "finetune": ("sstl.train.finetune:cli", "fine-tune a pretrained (or scratch) backbone"),
+    "evaluate": ("sstl.eval.classify:cli", "5-clip video-level action recognition accuracy"),
+    "retrieve": ("sstl.eval.retrieve:cli", "nearest-neighbour clip retrieval top-k"),
+    "analyse": ("sstl.eval.similarity:cli", "feature-similarity statistics for Figures 1 and 2"),
+    "report": ("sstl.report.build:cli", "Tables 1-5, Figures 1/2/4/5 and results/report.md"),
+    "cluster": ("sstl.cluster:cli", "GPU partitions and this workflow's Slurm jobs"),
+    "dvc": ("sstl.dvcgen:cli", "write dvc.yaml from the Snakemake workflow"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "usage: sstl <command> [--help] [args]\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"sstl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module, func = COMMANDS[name][0].split(":")
+    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

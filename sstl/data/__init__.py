@@ -1,0 +1,1 @@
+"""Datasets: decoding, the frame store, split parsers, acquisition, clip sampling."""

@@ -1,0 +1,1 @@
+"""Evaluation: feature extraction, video classification, clip retrieval."""

@@ -1,0 +1,107 @@
+"""Process-level helpers every command shares: config input, logging, provenance, seeds, device."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger("sstl")
+
+
+def parse_cfg(text: str | None) -> dict[str, Any]:
+    """The ``--cfg`` argument: inline JSON, ``@file.json``/``@file.yaml``, or nothing ({})."""
+    if not text:
+        return {}
+    if text.startswith("@"):
+        path = Path(text[1:])
+        data = yaml.safe_load(path.read_text())
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"--cfg is not valid JSON ({err}); pass JSON or @path/to/file.yaml")
+    if not isinstance(data, dict):
+        raise SystemExit(f"--cfg must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log to stderr (the rule redirects it to its log file); rank > 0 logs warnings only."""
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    fmt = f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(
+        level=level if rank == 0 else logging.WARNING, format=fmt, stream=sys.stderr, force=True
+    )
+
+
+def git_info(root: str | Path | None = None) -> dict[str, Any]:
+    """Commit sha and whether the tree has uncommitted changes (None outside a checkout)."""
+    root = Path(root) if root else Path(__file__).resolve().parent.parent
+
+    def run(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip()
+
+    sha = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha, "dirty": None if status is None else bool(status)}
+
+
+def log_startup(command: str, cfg: Any) -> dict[str, Any]:
+    """Log the git sha, dirty flag and the full resolved config; return them for metadata files."""
+    info = {"command": command, "git": git_info(), "config": cfg}
+    log.info(
+        "sstl %s | git %s%s",
+        command,
+        info["git"]["sha"],
+        " (dirty)" if info["git"]["dirty"] else "",
+    )
+    log.info("resolved config:\n%s", json.dumps(cfg, indent=2, sort_keys=True, default=str))
+    return info
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch; optionally make torch deterministic (CPU bit-exact resumes)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def resolve_device(name: str = "auto") -> Any:
+    """``auto`` picks CUDA when available; asking for ``cuda`` without one is an error."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("device = 'cuda' but no CUDA device is visible; set device: auto or cpu")
+    return torch.device(name)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (tmp file + rename) so a crash never leaves half a metrics file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)

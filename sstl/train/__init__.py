@@ -1,0 +1,1 @@
+"""Training engines: pretraining, fine-tuning, distributed set-up, checkpoints."""
