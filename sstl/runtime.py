@@ -27,7 +27,7 @@ def parse_cfg(text: str | None) -> dict[str, Any]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise SystemExit(f"--cfg is not valid JSON ({err}); pass JSON or @path/to/file.yaml")
+            raise SystemExit(f"--cfg is not valid JSON ({err}); pass JSON or @file.yaml") from err
     if not isinstance(data, dict):
         raise SystemExit(f"--cfg must be a mapping, got {type(data).__name__}")
     return data
