@@ -1,0 +1,60 @@
+# The commands people type. Quickstart: `make demo`, then `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+# torch/torchvision pinned to the builds the project is tested with
+TORCH := torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: env demo test lint format dvc slurm-up slurm-down bench clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+## demo: the whole pipeline on the embedded synthetic dataset (CPU, minutes)
+demo: env
+	snakemake --workflow-profile workflow/profiles/default
+	@echo
+	@echo "report: $(CURDIR)/results/report.md  (tables: results/tables, figures: results/figures)"
+
+## test: lint, then the whole test suite (includes the demo end to end and the Slurm tests)
+test: env lint
+	@set +e; $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: env
+	ruff check sstl tests bench
+	ruff format --check sstl tests bench
+	snakefmt --check Snakefile workflow/rules
+	snakemake --lint --workflow-profile workflow/profiles/default >/dev/null
+	sstl dvc generate --check
+
+format: env
+	ruff format sstl tests bench
+	ruff check --fix sstl tests bench
+	snakefmt Snakefile workflow/rules
+
+## dvc: regenerate dvc.yaml from the Snakemake workflow
+dvc: env
+	sstl dvc generate
+
+slurm-up:
+	bash .ci/slurm-up.sh
+
+slurm-down:
+	bash .ci/slurm-down.sh
+
+bench: env
+	python bench/loader.py
+	python bench/augment.py
+	python bench/train_step.py
+	python bench/retrieval.py
+
+clean:
+	rm -rf data runs state results logs benchmarks .snakemake

@@ -1,0 +1,118 @@
+"""Retrieval at UCF101 split-1 size: faiss vs the torch chunked fallback, time and peak memory.
+
+Default size: 37,830 query clips (3,783 test videos x 10) against 95,370 gallery clips (9,537 train
+videos x 10), 512-d random unit features, 101 classes. Both backends run in this one process on
+the same inputs; for each the script prints the wall time of ``topk_accuracy`` and the peak RSS
+above the RSS measured after the inputs were allocated (Linux: the peak is reset between runs via
+/proc/self/clear_refs, so the second run is not masked by the first). It then checks that the two
+backends return the same top-50 neighbour sets on a sample of queries (items may differ only
+where their similarity is within rounding of the 50th best) and the same accuracies.
+
+    python bench/retrieval.py              # full size; target <= 15 s and <= 1 GiB extra (faiss)
+    python bench/retrieval.py --scale 0.1  # both sides 10x smaller, for a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sstl.eval.retrieval import TIE_TOL, l2_normalize, nearest, topk_accuracy
+
+MiB = 2**20
+QUERIES, GALLERY, DIM, CLASSES = 37_830, 95_370, 512, 101
+
+
+def _status_kib(field: str) -> int:
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(rf"{field}:\s+(\d+)", text).group(1))
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM (Linux >= 4.0); False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _measure(fn):
+    """Run ``fn()``; return (result, seconds, peak RSS above the RSS before the call, in MiB)."""
+    exact = _reset_peak()
+    base = _status_kib("VmRSS")
+    t0 = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - t0
+    peak = _status_kib("VmHWM")
+    if not exact:
+        print("warning: could not reset the peak RSS; the second backend's peak is an upper bound")
+    return out, seconds, (peak - base) / 1024
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def check_neighbours(query: np.ndarray, gallery: np.ndarray, k: int, sample: int) -> int:
+    """Both backends' top-k sets on ``sample`` queries; returns how many sets differ (only in
+    near-ties at the k-th similarity, else an AssertionError)."""
+    rng = np.random.default_rng(1)
+    rows = rng.choice(len(query), size=min(sample, len(query)), replace=False)
+    q = np.ascontiguousarray(query[rows])
+    sf, i_f = nearest(q, gallery, k, "faiss")
+    st, i_t = nearest(q, gallery, k, "torch")
+    differ = 0
+    for r in range(len(rows)):
+        diff = set(i_f[r]) ^ set(i_t[r])
+        if diff:
+            differ += 1
+            sims = gallery[sorted(diff)].astype(np.float64) @ q[r].astype(np.float64)
+            kth = min(sf[r, -1], st[r, -1])
+            assert np.all(np.abs(sims - kth) <= TIE_TOL), (
+                f"query {rows[r]}: neighbour sets differ beyond a near-tie (sims {sims}, k-th {kth})"
+            )
+    assert np.allclose(sf, st, atol=TIE_TOL), "the backends' similarities disagree"
+    return differ
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full size")
+    parser.add_argument("--dim", type=int, default=DIM)
+    parser.add_argument("--sample", type=int, default=256, help="queries for the agreement check")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    nq, ng = max(1, round(QUERIES * args.scale)), max(1, round(GALLERY * args.scale))
+    rng = np.random.default_rng(args.seed)
+    query, gallery = _unit(rng, nq, args.dim), _unit(rng, ng, args.dim)
+    ql, gl = rng.integers(0, CLASSES, nq), rng.integers(0, CLASSES, ng)
+    assert l2_normalize(gallery) is gallery  # unit inputs are searched in place, no copy
+    print(f"queries {nq:,} x gallery {ng:,} x {args.dim}-d, {CLASSES} classes")
+    print(f"inputs: {(query.nbytes + gallery.nbytes) / MiB:.0f} MiB")
+
+    results = {}
+    for backend in ("faiss", "torch"):
+        acc, seconds, extra = _measure(lambda b=backend: topk_accuracy(query, ql, gallery, gl, backend=b))
+        results[backend] = acc
+        tops = " ".join(f"top{k}={v:.2f}" for k, v in acc.items())
+        print(f"{backend:>5}: {seconds:6.1f} s  peak extra RSS {extra:7.1f} MiB  ({tops})")
+
+    differ = check_neighbours(query, gallery, 50, args.sample)
+    print(f"top-50 neighbour sets: {args.sample - differ}/{args.sample} identical, the rest differ "
+          "only in near-ties")
+    for k in results["faiss"]:
+        gap = abs(results["faiss"][k] - results["torch"][k])
+        assert gap <= 100.0 * 3 / nq, f"top{k} differs between backends by {gap:.4f} points"
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Resume state on disk: atomic writes, RNG snapshots, the config hash, a metrics log that resumes.
+
+A resume state lives in its own folder (``state/<stage>/<exp>/resume.pt``), never at a workflow's
+declared output: Snakemake deletes the declared outputs of a failed job, and a preempted job is a
+failed job until it is requeued. Writes go to a temporary file in the same folder, are fsynced and
+renamed over the old state, so a crash or ``kill -9`` at any moment leaves either the previous
+state or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` via tmp file + fsync + ``os.replace`` (same folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    # The rename is durable only once the directory entry is on disk too.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_state(path: str | Path) -> dict[str, Any] | None:
+    """The saved state dict, or None when there is none. Loaded on CPU.
+
+    ``weights_only=False``: the state holds numpy RNG state tuples; only ever load files this
+    pipeline wrote itself.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, numpy, torch CPU and (when present) all CUDA generator states."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`; CUDA states are restored when both sides have them."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def config_hash(cfg_dict: dict[str, Any]) -> str:
+    """Short sha256 of the config's canonical JSON (key order and tuples vs lists do not matter)."""
+    text = json.dumps(cfg_dict, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def move_aside(path: str | Path, tag: str) -> Path:
+    """Rename a state that no longer applies to ``<name>.stale-<tag>``; return the new path."""
+    path = Path(path)
+    stale = path.with_name(f"{path.name}.stale-{tag}")
+    os.replace(path, stale)
+    return stale
+
+
+class MetricsLog:
+    """Metric records as JSONL (appended, flushed per line) and TensorBoard scalars.
+
+    Records carry a ``step``. On a resume at ``start_step``, lines past it (written after the last
+    saved state, before a crash) are dropped, so the file's steps continue without duplicates.
+    ``enabled=False`` (DDP ranks other than 0) makes every call a no-op.
+    """
+
+    def __init__(
+        self, path: Path, tb_dir: Path | None, start_step: int, tag: str, enabled: bool = True
+    ) -> None:
+        self.tag = tag
+        self.fh, self.tb = None, None
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if start_step > 0 and path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= start_step:
+                        kept.append(line + "\n")
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut off by a kill
+        path.write_text("".join(kept))
+        self.fh = path.open("a")
+        if tb_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter  # slow import: only when asked
+
+            self.tb = SummaryWriter(str(tb_dir), purge_step=start_step + 1)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.fh is None:
+            return
+        self.fh.write(json.dumps(record) + "\n")
+        self.fh.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self.tb.add_scalar(f"{self.tag}/{key}", value, record["step"])
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fh is not None:
+            self.fh.close()
+        if self.tb is not None:
+            self.tb.close()

@@ -1,0 +1,97 @@
+"""Graceful stop on preemption: a signal sets a flag, the loop saves its state and exits 75.
+
+Slurm sends SIGTERM on preemption and timeouts, and ``--signal=B:USR1@120`` asks for SIGUSR1 two
+minutes before the time limit. The handler only sets ``Preemption.requested``; the training loop
+checks it at step boundaries (:meth:`Preemption.should_stop`, all-reduced under DDP so every rank
+stops after the same step), writes its resume state and exits with :data:`EXIT_REQUEUE`. With
+``SLURM_JOB_ID`` set and ``SSTL_REQUEUE=1`` the job also asks Slurm to requeue itself; the
+requeued job finds the resume state and continues.
+
+Forked children (DataLoader workers) inherit the handler; in them it restores the default action
+and re-raises, so a worker still dies on SIGTERM as it would without this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+from types import FrameType, TracebackType
+
+import torch
+
+from sstl.train.distributed import all_reduce_flag
+
+log = logging.getLogger(__name__)
+
+EXIT_REQUEUE = 75  # EX_TEMPFAIL: "try again later"; the workflow treats it as a requeue
+
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Preemption:
+    """Context manager: installs SIGTERM/SIGUSR1 handlers that set :attr:`requested`."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signum: int | None = None
+        self._pid = os.getpid()
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:  # a forked worker: behave as if no handler was installed
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.requested = True
+        self.signum = signum
+
+    def __enter__(self) -> Preemption:
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        else:
+            log.warning("not in the main thread: preemption signals are not handled")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def should_stop(self, device: torch.device | None = None) -> bool:
+        """The flag, OR-ed over all ranks when a process group is up (call on every rank)."""
+        return all_reduce_flag(self.requested, device or torch.device("cpu"))
+
+    def describe(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "a stop request"
+
+
+def request_requeue() -> bool:
+    """``scontrol requeue $SLURM_JOB_ID`` when ``SSTL_REQUEUE=1`` in a Slurm job (best effort).
+
+    Returns whether the request was accepted. Failures are logged, never raised: the resume state
+    is already on disk and a manual resubmission continues from it.
+    """
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or os.environ.get("SSTL_REQUEUE") != "1":
+        return False
+    try:
+        out = subprocess.run(
+            ["scontrol", "requeue", job], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        log.warning("scontrol requeue %s failed: %s", job, err)
+        return False
+    if out.returncode != 0:
+        log.warning("scontrol requeue %s failed: %s", job, out.stderr.strip())
+        return False
+    log.info("requested requeue of Slurm job %s", job)
+    return True

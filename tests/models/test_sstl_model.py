@@ -1,0 +1,98 @@
+"""The SSTL model, its heads, the weights file, and loading a backbone for fine-tuning."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from sstl.config import ModelConfig
+from sstl.models.heads import Classifier, ProjectionHead, RateHead
+from sstl.models.sstl import Finetuner, SSTLModel, backbone_state_dict, load_weights, save_weights
+
+TINY = ModelConfig(arch="r3d_tiny", width=4, proj_hidden=16, proj_dim=8)
+
+
+def _clip(batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, 3, 8, 32, 32)  # (B, 3, T, H, W)
+
+
+def test_heads_shapes_and_layers() -> None:
+    proj = ProjectionHead(32, 16, 8)
+    assert [type(m) for m in proj] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert proj(torch.randn(5, 32)).shape == (5, 8)
+    assert RateHead(32, hidden=16)(torch.randn(5, 32)).shape == (5,)
+    assert Classifier(32, 10, 0.5)(torch.randn(5, 32)).shape == (5, 10)
+    with pytest.raises(ValueError, match="dropout"):
+        Classifier(32, 10, 1.0)
+
+
+def test_forward_outputs() -> None:
+    model = SSTLModel(TINY)
+    out = model(_clip(3))
+    assert out["feat"].shape == (3, 32)
+    assert out["proj"].shape == (3, 8)
+    assert out["rate"].shape == (3,)
+    no_speed = SSTLModel(dataclasses.replace(TINY, speed_head=False))
+    assert no_speed.rate_head is None and no_speed(_clip())["rate"] is None
+    assert all(
+        k.split(".")[0] in {"backbone", "projection", "rate_head"} for k in model.state_dict()
+    )
+
+
+def test_weights_round_trip(tmp_path) -> None:
+    model = SSTLModel(dataclasses.replace(TINY, stem_pool=True)).eval()
+    path = tmp_path / "run" / "weights.pt"
+    config = {"model": dataclasses.asdict(model.cfg), "loss": {"temperature": 0.1}}
+    save_weights(path, nn.DataParallel(model), config, {"epoch": 3, "git": "abc"})
+    assert [p.name for p in path.parent.iterdir()] == ["weights.pt"]  # no temp file left behind
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"model", "model_cfg", "config", "meta"}
+    assert all(k.startswith(("backbone.", "projection.", "rate_head.")) for k in raw["model"])
+    loaded, cfg_dict, meta = load_weights(path)
+    assert loaded.cfg == model.cfg
+    assert cfg_dict == config and meta == {"epoch": 3, "git": "abc"}
+    x = _clip()
+    with torch.no_grad():
+        a, b = model(x), loaded.eval()(x)
+    assert torch.equal(a["proj"], b["proj"]) and torch.equal(a["rate"], b["rate"])
+
+
+def test_load_weights_rejects_other_files(tmp_path) -> None:
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an SSTL weights file"):
+        load_weights(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="sstl pretrain"):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_finetuner_loads_every_backbone_weight(tmp_path) -> None:
+    pretrained = SSTLModel(TINY)
+    save_weights(tmp_path / "w.pt", pretrained, {}, {})
+    state = backbone_state_dict(tmp_path / "w.pt")
+    assert state and not any(k.startswith("backbone.") for k in state)
+    tuner = Finetuner(TINY, num_classes=5, dropout=0.5)
+    missing, unexpected = tuner.load_backbone(state)
+    assert missing == [] and unexpected == []
+    for key, value in pretrained.backbone.state_dict().items():
+        assert torch.equal(tuner.backbone.state_dict()[key], value), key
+    assert tuner(_clip(3)).shape == (3, 5)
+
+
+def test_finetuner_r3d_18_matches_pretrained_names() -> None:
+    cfg = ModelConfig(arch="r3d_18")
+    state = SSTLModel(cfg).state_dict()  # "backbone."-prefixed keys are accepted too
+    missing, unexpected = Finetuner(cfg, 101).load_backbone(state)
+    assert missing == []
+    assert all(k.startswith(("projection.", "rate_head.")) for k in unexpected)
+
+
+def test_finetuner_rejects_mismatched_backbones() -> None:
+    tuner = Finetuner(TINY, num_classes=5)
+    wider = SSTLModel(dataclasses.replace(TINY, width=8)).backbone.state_dict()
+    with pytest.raises(ValueError, match="shape mismatch"):
+        tuner.load_backbone(wider)
+    with pytest.raises(ValueError, match="no conv weight"):
+        tuner.load_backbone({"encoder.conv.weight": torch.zeros(1)})

@@ -1,0 +1,86 @@
+# Schema validation, wildcard constraints and input functions; the logic lives in sstl.pipeline.
+import sys
+
+sys.path.insert(
+    0, workflow.basedir
+)  # import the package from this checkout, installed or not
+
+from sstl import pipeline as P
+
+try:
+    P.validate(config)
+except (P.PipelineConfigError, ValueError) as err:
+    raise WorkflowError(f"config error: {err}") from None
+
+EXPERIMENTS = P.run_experiments(config)
+PRETRAINED = [e for e in EXPERIMENTS if not P.is_scratch(config, e)]
+FT_DATASETS = config["finetune"]["datasets"]
+RT_DATASETS = config["retrieval"]["datasets"]
+AN_DATASET = config["analysis"]["dataset"]
+SHARDS = [
+    f"{i}-of-{config['extract']['shards']}" for i in range(config["extract"]["shards"])
+]
+
+
+wildcard_constraints:
+    exp="[A-Za-z0-9_]+",
+    dataset="[a-z0-9]+",
+    shard=r"\d+-of-\d+",
+
+
+def res(rule):
+    """Resources of a rule in the names the local scheduler and the Slurm plugin read."""
+    r = P.resources(config, rule)
+    out = {
+        "mem_mb": r["mem_mb"],
+        "runtime": r["runtime"],
+        "cpus_per_task": r["cpus"],
+        "slurm_partition": r["partition"],
+        "tasks": r.get("tasks", 1),
+        "nodes": r.get("nodes", 1),
+    }
+    if r.get("account"):
+        out["slurm_account"] = r["account"]
+    if r.get("gpus", 0) > 0:
+        out["gpu"] = r["gpus"]
+    if r.get("tasks", 1) > 1:
+        # one process per task started by srun inside the job (sstl.pipeline.launcher)
+        out["mpi"] = "srun"
+        if r.get("gpus", 0) > 0:
+            out["tasks_per_gpu"] = 1
+    return out
+
+
+def threads(rule):
+    return P.resources(config, rule)["cpus"]
+
+
+def cfg_arg(stage, exp=None):
+    """Params function: the stage's resolved config as shell-quoted JSON."""
+    return lambda wc: P.cli_json(P.stage_config(config, stage, wc.get("exp", exp)))
+
+
+def source_of(wc):
+    if wc.dataset == "synthetic":
+        return "data/synthetic/source/synthetic.json"
+    return f"data/{wc.dataset}/source/source.json"
+
+
+def pretrain_dataset(wc):
+    return P.stage_config(config, "pretrain", wc.exp)["dataset"]
+
+
+def pretrained_weights(wc):
+    if P.is_scratch(config, wc.exp):
+        return []
+    return f"runs/pretrain/{wc.exp}/weights.pt"
+
+
+def init_arg(wc):
+    if P.is_scratch(config, wc.exp):
+        return "scratch"
+    return f"runs/pretrain/{wc.exp}/weights.pt"
+
+
+def final_outputs():
+    return P.final_targets(config)

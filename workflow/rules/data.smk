@@ -1,0 +1,79 @@
+# Data: the synthetic dataset or a downloaded / local real one, then the frame store in shards.
+
+
+rule synthetic:
+    output:
+        summary="data/synthetic/source/synthetic.json",
+    log:
+        "logs/synthetic.log",
+    conda:
+        "../envs/sstl.yaml"
+    threads: threads("synthetic")
+    resources:
+        **res("synthetic"),
+    params:
+        cfg=cfg_arg("synthetic"),
+    shell:
+        "sstl synthetic --cfg {params.cfg} --out data/synthetic/source > {log} 2>&1"
+
+
+rule fetch:
+    output:
+        summary="data/{dataset}/source/source.json",
+    log:
+        "logs/fetch/{dataset}.log",
+    conda:
+        "../envs/sstl.yaml"
+    threads: threads("fetch")
+    resources:
+        **res("fetch"),
+    params:
+        cfg=lambda wc: P.cli_json(config["datasets"][wc.dataset]),
+    shell:
+        "sstl fetch --dataset {wildcards.dataset} --cfg {params.cfg}"
+        " --out data/{wildcards.dataset}/source > {log} 2>&1"
+
+
+rule extract:
+    input:
+        source=source_of,
+    output:
+        store=directory("data/{dataset}/store/{shard}"),
+        shard="data/{dataset}/shards/{shard}.csv",
+    log:
+        "logs/extract/{dataset}/{shard}.log",
+    benchmark:
+        "benchmarks/extract/{dataset}/{shard}.tsv"
+    conda:
+        "../envs/sstl.yaml"
+    threads: threads("extract")
+    resources:
+        **res("extract"),
+    params:
+        cfg=lambda wc: P.cli_json(
+            {
+                **P.stage_config(config, "extract"),
+                "split": P.dataset_config(config, wc.dataset).split,
+            }
+        ),
+        shard=lambda wc: wc.shard.replace("-of-", "/"),
+    shell:
+        "sstl extract --dataset {wildcards.dataset} --source data/{wildcards.dataset}/source"
+        " --store {output.store} --shard {params.shard} --cfg {params.cfg}"
+        " --out {output.shard} > {log} 2>&1"
+
+
+rule manifest:
+    input:
+        shards=expand("data/{{dataset}}/shards/{shard}.csv", shard=SHARDS),
+    output:
+        manifest="data/{dataset}/manifest.csv",
+    log:
+        "logs/manifest/{dataset}.log",
+    conda:
+        "../envs/sstl.yaml"
+    threads: 1
+    resources:
+        **res("manifest"),
+    shell:
+        "sstl manifest --shards {input.shards} --out {output.manifest} > {log} 2>&1"

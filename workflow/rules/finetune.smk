@@ -1,0 +1,53 @@
+# Fine-tuning per (experiment, dataset) from the pretrained conv weights (or scratch), then the
+# 5-clip video-level evaluation.
+
+
+rule finetune:
+    input:
+        manifest="data/{dataset}/manifest.csv",
+        weights=pretrained_weights,
+    output:
+        weights="runs/finetune/{exp}/{dataset}/weights.pt",
+    log:
+        "logs/finetune/{exp}/{dataset}.log",
+    benchmark:
+        "benchmarks/finetune/{exp}/{dataset}.tsv"
+    conda:
+        "../envs/sstl.yaml"
+    threads: threads("finetune")
+    resources:
+        **res("finetune"),
+    params:
+        cfg=cfg_arg("finetune"),
+        init=init_arg,
+        state="state/finetune/{exp}/{dataset}",
+    shell:
+        "sstl finetune --cfg {params.cfg} --manifest {input.manifest}"
+        " --store data/{wildcards.dataset}/store --init {params.init} --out {output.weights}"
+        " --state-dir {params.state} --metrics {params.state}/metrics.jsonl > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        manifest="data/{dataset}/manifest.csv",
+        weights="runs/finetune/{exp}/{dataset}/weights.pt",
+    output:
+        metrics="runs/finetune/{exp}/{dataset}/metrics.json",
+        per_class="runs/finetune/{exp}/{dataset}/per_class.csv",
+        confusion="runs/finetune/{exp}/{dataset}/confusion.csv",
+    log:
+        "logs/evaluate/{exp}/{dataset}.log",
+    benchmark:
+        "benchmarks/evaluate/{exp}/{dataset}.tsv"
+    conda:
+        "../envs/sstl.yaml"
+    threads: threads("evaluate")
+    resources:
+        **res("evaluate"),
+    params:
+        cfg=cfg_arg("evaluate"),
+    shell:
+        "sstl evaluate --cfg {params.cfg} --manifest {input.manifest}"
+        " --store data/{wildcards.dataset}/store --weights {input.weights}"
+        " --out {output.metrics} --per-class {output.per_class}"
+        " --confusion {output.confusion} > {log} 2>&1"

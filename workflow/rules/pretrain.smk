@@ -1,0 +1,27 @@
+# SSTL pretraining, one job per experiment; multi-GPU runs start one task per GPU with srun.
+
+
+rule pretrain:
+    input:
+        manifest=lambda wc: f"data/{pretrain_dataset(wc)}/manifest.csv",
+    output:
+        weights="runs/pretrain/{exp}/weights.pt",
+    log:
+        "logs/pretrain/{exp}.log",
+    benchmark:
+        "benchmarks/pretrain/{exp}.tsv"
+    conda:
+        "../envs/sstl.yaml"
+    threads: threads("pretrain")
+    resources:
+        **res("pretrain"),
+    params:
+        cfg=cfg_arg("pretrain"),
+        launch=P.launcher(P.resources(config, "pretrain").get("tasks", 1)),
+        store=lambda wc: f"data/{pretrain_dataset(wc)}/store",
+        # resume state: NOT an output, so it survives a failed or preempted job
+        state="state/pretrain/{exp}",
+    shell:
+        "{params.launch} sstl pretrain --cfg {params.cfg} --manifest {input.manifest}"
+        " --store {params.store} --out {output.weights} --state-dir {params.state}"
+        " --metrics {params.state}/metrics.jsonl --tensorboard {params.state}/tb > {log} 2>&1"
