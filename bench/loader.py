@@ -108,15 +108,23 @@ def main(argv: list[str] | None = None) -> int:
             )
             size = sum(p.stat().st_size for p in paths) / source_bytes
             rows.append((codec, size, sec, base, write_s[codec]))
-    print(f"{len(sources)} videos from {args.videos}, {args.iters} random {WINDOW}-frame windows, "
-          f"short side {SHORT_SIDE}, 1 thread")
-    print(f"{'store':<6} {'size/src':>8} {'store ms':>9} {'clips/s':>8} {'base ms':>8} "
-          f"{'clips/s':>8} {'speed-up':>8} {'write s':>8}")
+    print(
+        f"{len(sources)} videos from {args.videos}, {args.iters} random {WINDOW}-frame windows, "
+        f"short side {SHORT_SIDE}, 1 thread"
+    )
+    print(
+        f"{'store':<6} {'size/src':>8} {'store ms':>9} {'clips/s':>8} {'base ms':>8} "
+        f"{'clips/s':>8} {'speed-up':>8} {'write s':>8}"
+    )
     for codec, size, sec, base_sec, wsec in rows:
-        print(f"{codec:<6} {size:>7.2f}x {sec * 1e3:>9.2f} {1 / sec:>8.1f} {base_sec * 1e3:>8.2f} "
-              f"{1 / base_sec:>8.1f} {base_sec / sec:>7.1f}x {wsec:>8.2f}")
-    print("target: speed-up >= 4x; raw uint8 frames would be "
-          f"{raw_bytes / source_bytes:.1f}x the source size")
+        print(
+            f"{codec:<6} {size:>7.2f}x {sec * 1e3:>9.2f} {1 / sec:>8.1f} {base_sec * 1e3:>8.2f} "
+            f"{1 / base_sec:>8.1f} {base_sec / sec:>7.1f}x {wsec:>8.2f}"
+        )
+    print(
+        "target: speed-up >= 4x; raw uint8 frames would be "
+        f"{raw_bytes / source_bytes:.1f}x the source size"
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ where their similarity is within rounding of the 50th best) and the same accurac
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import time
 from pathlib import Path
@@ -42,16 +43,19 @@ def _reset_peak() -> bool:
 
 
 def _measure(fn):
-    """Run ``fn()``; return (result, seconds, peak RSS above the RSS before the call, in MiB)."""
+    """Run ``fn()``; return (result, wall s, CPU s, peak RSS above the RSS before the call, MiB).
+
+    CPU seconds are reported too because the wall time depends on what else the machine runs.
+    """
     exact = _reset_peak()
     base = _status_kib("VmRSS")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    seconds = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _status_kib("VmHWM")
     if not exact:
         print("warning: could not reset the peak RSS; the second backend's peak is an upper bound")
-    return out, seconds, (peak - base) / 1024
+    return out, wall, cpu, (peak - base) / 1024
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -76,7 +80,7 @@ def check_neighbours(query: np.ndarray, gallery: np.ndarray, k: int, sample: int
             sims = gallery[sorted(diff)].astype(np.float64) @ q[r].astype(np.float64)
             kth = min(sf[r, -1], st[r, -1])
             assert np.all(np.abs(sims - kth) <= TIE_TOL), (
-                f"query {rows[r]}: neighbour sets differ beyond a near-tie (sims {sims}, k-th {kth})"
+                f"query {rows[r]}: sets differ beyond a near-tie (sims {sims}, k-th {kth})"
             )
     assert np.allclose(sf, st, atol=TIE_TOL), "the backends' similarities disagree"
     return differ
@@ -100,14 +104,21 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for backend in ("faiss", "torch"):
-        acc, seconds, extra = _measure(lambda b=backend: topk_accuracy(query, ql, gallery, gl, backend=b))
+        acc, wall, cpu, extra = _measure(
+            lambda b=backend: topk_accuracy(query, ql, gallery, gl, backend=b)
+        )
         results[backend] = acc
         tops = " ".join(f"top{k}={v:.2f}" for k, v in acc.items())
-        print(f"{backend:>5}: {seconds:6.1f} s  peak extra RSS {extra:7.1f} MiB  ({tops})")
+        print(
+            f"{backend:>5}: {wall:6.1f} s wall, {cpu:6.1f} s CPU ({os.cpu_count()} cores), "
+            f"peak extra RSS {extra:6.1f} MiB  ({tops})"
+        )
 
     differ = check_neighbours(query, gallery, 50, args.sample)
-    print(f"top-50 neighbour sets: {args.sample - differ}/{args.sample} identical, the rest differ "
-          "only in near-ties")
+    print(
+        f"top-50 neighbour sets: {args.sample - differ}/{args.sample} identical, "
+        "the rest differ only in near-ties"
+    )
     for k in results["faiss"]:
         gap = abs(results["faiss"][k] - results["torch"][k])
         assert gap <= 100.0 * 3 / nq, f"top{k} differs between backends by {gap:.4f} points"

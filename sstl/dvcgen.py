@@ -3,7 +3,7 @@
 One owner per fact: the Snakefile defines stages; this module builds the DAG with Snakemake's API
 and writes ``dvc.yaml`` with one stage per job (the job's exact shell command, its inputs plus the
 code it runs as deps, the config keys it reads as params, its outputs and logs as outs, JSON
-metrics as metrics). ``tests/workflow/test_dvc.py`` fails when the committed file drifts.
+metrics as metrics). ``tests/workflow/test_dvcgen.py`` fails when the committed file drifts.
 
     sstl dvc generate [--check]   write dvc.yaml (or exit 1 if it differs)
     sstl dvc commit               generate, then `dvc commit` the finished runs into dvc.lock

@@ -30,7 +30,7 @@ PARAM_KEYS: dict[str, list[str]] = {
     "manifest": [],
     "pretrain": ["seed", "pretrain", "experiments"],
     "finetune": ["seed", "finetune", "experiments"],
-    "evaluate": ["evaluate", "finetune.model", "experiments"],
+    "evaluate": ["evaluate", "experiments"],
     "retrieve": ["seed", "retrieval", "pretrain.model", "experiments"],
     "analyse": ["seed", "analysis", "pretrain.model", "pretrain.temporal", "experiments"],
     "report": ["report", "run"],
@@ -98,7 +98,7 @@ def is_scratch(config: Mapping[str, Any], name: str) -> bool:
 
 
 def _section(config: Mapping[str, Any], exp: str | None, key: str) -> dict[str, Any]:
-    base = dict(config.get(key) or {})
+    base = copy.deepcopy(dict(config.get(key) or {}))
     if exp is not None:
         base = deep_merge(base, experiment(config, exp).get(key))
     return base
@@ -179,7 +179,11 @@ def validate(config: Mapping[str, Any], schema_path: Path = SCHEMA, check_paths:
     """
     validate_schema(config, schema_path)
     for name in run_experiments(config):
-        experiment(config, name)  # defined?
+        if name not in config.get("experiments", {}):
+            raise PipelineConfigError(
+                f"run: experiment {name!r} is not defined under experiments:; defined: "
+                f"{', '.join(sorted(config.get('experiments', {})))}"
+            )
         unknown = set(experiment(config, name)) - EXPERIMENT_KEYS
         if unknown:
             raise PipelineConfigError(
@@ -219,7 +223,7 @@ def resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
     return res
 
 
-def launcher(tasks: int) -> str:
+def launcher(tasks: int, basedir: str | Path = ".") -> str:
     """Command prefix that starts one training process per task.
 
     Under a Slurm allocation ``srun`` starts the tasks (ranks from SLURM_*); elsewhere torchrun
@@ -227,7 +231,7 @@ def launcher(tasks: int) -> str:
     """
     if tasks <= 1:
         return ""
-    return f"workflow/scripts/launch.sh {tasks}"
+    return f"{Path(basedir) / 'workflow' / 'scripts' / 'launch.sh'} {tasks}"
 
 
 REPORT_OUTPUTS = [

@@ -52,21 +52,33 @@ def _copy_splits(src: Path, dst: Path) -> None:
             shutil.copyfile(path, dst / path.name)
 
 
-def _arrange(tree: Path, videos: Path) -> int:
-    """Move every video file of ``tree`` to ``videos/<its folder>/<its name>``; return the count.
+def _listed_by_name(split: Split) -> dict[str, str]:
+    """File name -> listed relative path, for names listed exactly once."""
+    seen: dict[str, str | None] = {}
+    for items in split.parts().values():
+        for rel, _ in items:
+            base = rel.rsplit("/", 1)[-1]
+            seen[base] = rel if seen.get(base, rel) == rel else None
+    return {base: rel for base, rel in seen.items() if rel}
 
-    All three datasets ship ``.../<Class>/<video>`` (UCF101 under ``UCF-101/``, HMDB51 per-class
-    archives, Kinetics shards by label), so the last folder is the class folder whatever the
-    archive's top level is.
+
+def _arrange(tree: Path, videos: Path, listed: dict[str, str]) -> int:
+    """Move every video file of ``tree`` into ``videos/``; return the count.
+
+    A file whose name the split files list goes to that listed path (this also places the flat
+    Kinetics shards of the CVDF mirror); any other goes to ``<its folder>/<its name>``: UCF101
+    (``UCF-101/<Class>/``), HMDB51 (per-class archives) and label-sorted Kinetics shards all keep
+    the class as the last folder, whatever the archive's top level.
     """
     moved = skipped = 0
     for path in sorted(tree.rglob("*")):
         if path.suffix.lower() not in VIDEO_SUFFIXES or path.is_symlink() or not path.is_file():
             continue
-        if path.parent == tree:
-            skipped += 1  # no class folder: cannot be placed
+        rel = listed.get(path.name)
+        if rel is None and path.parent == tree:
+            skipped += 1  # neither listed nor in a class folder: cannot be placed
             continue
-        dest = videos / path.parent.name / path.name
+        dest = videos / (rel or f"{path.parent.name}/{path.name}")
         if dest.exists():
             if dest.stat().st_size != path.stat().st_size:
                 raise ArchiveError(f"{dest} already exists with different content than {path}")
@@ -75,7 +87,9 @@ def _arrange(tree: Path, videos: Path) -> int:
         os.replace(path, dest)
         moved += 1
     if skipped:
-        log.warning("%d videos at the top of %s have no class folder: ignored", skipped, tree)
+        log.warning(
+            "%d unlisted videos at the top of %s have no class folder: ignored", skipped, tree
+        )
     return moved
 
 
@@ -92,27 +106,31 @@ def _download_source(name: str, cfg: DatasetConfig, out_dir: Path) -> None:
             f"({', '.join(names)})"
         )
     downloads, staging, videos = out_dir / "downloads", out_dir / "extracted", out_dir / "videos"
+    progress = sys.stderr.isatty()
+    archives = []
+    for url, fname in zip(cfg.urls, names, strict=True):
+        path = download(url, downloads / fname, cfg.sha256.get(fname), progress=progress)
+        if name == "kinetics400" and path.suffix.lower() in ANNOTATION_SUFFIXES:
+            shutil.copyfile(path, out_dir / "splits" / fname)  # e.g. train.csv
+        else:
+            archives.append(path)
+    listed = _listed_by_name(load(name, out_dir / "splits", cfg.split))
     if videos.is_symlink():  # switching from a local copy to a download
         videos.unlink()
     fresh = not videos.exists()  # videos/ gone: the .done markers of earlier runs are stale
     videos.mkdir(parents=True, exist_ok=True)
-    progress = sys.stderr.isatty()
-    for url, fname in zip(cfg.urls, names, strict=True):
-        path = download(url, downloads / fname, cfg.sha256.get(fname), progress=progress)
-        if name == "kinetics400" and path.suffix.lower() in ANNOTATION_SUFFIXES:
-            shutil.copyfile(path, out_dir / "splits" / fname)
-            continue
-        done = downloads / f"{fname}.done"  # marker: extracted and arranged by an earlier run
+    for path in archives:
+        done = path.with_name(f"{path.name}.done")  # extracted and arranged by an earlier run
         if done.exists() and not fresh:
-            log.info("%s already extracted", fname)
+            log.info("%s already extracted", path.name)
             continue
-        tree = staging / fname
+        tree = staging / path.name
         shutil.rmtree(tree, ignore_errors=True)
         extract(path, tree, nested=name == "hmdb51")  # HMDB51: a RAR of per-class RARs
-        moved = _arrange(tree, videos)
+        moved = _arrange(tree, videos, listed)
         shutil.rmtree(tree)
         done.write_text(f"{moved} videos\n")
-        log.info("%s: %d videos into %s", fname, moved, videos)
+        log.info("%s: %d videos into %s", path.name, moved, videos)
     shutil.rmtree(staging, ignore_errors=True)
 
 

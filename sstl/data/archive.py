@@ -358,9 +358,9 @@ def _merge(src: Path, dst: Path) -> None:
 def extract(archive: str | Path, target: str | Path, *, nested: bool = False) -> list[Path]:
     """Extract ``archive`` into ``target`` (created); return the extracted files and links.
 
-    ``nested``: also extract ``.rar`` files found inside (HMDB51 is a RAR of per-class RARs),
-    each into its own folder, and delete them. Raises UnsafeArchiveError (nothing written) if
-    any member could land outside ``target``.
+    ``nested``: also extract the ``.rar`` files found inside (HMDB51 is a RAR of per-class
+    RARs), each into the folder that holds it, then delete them. Raises UnsafeArchiveError
+    (nothing written) if any member could land outside ``target``.
     """
     archive, target = Path(archive), Path(target)
     if not archive.is_file():

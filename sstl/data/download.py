@@ -99,7 +99,10 @@ def _attempt(
             log.warning("server ignored the Range header; restarting %s from byte 0", url)
             have = 0
         length = resp.headers.get("Content-Length")
-        expected = total if status == 206 else (int(length) if length else None)
+        if status == 206 and total is not None:
+            expected: int | None = total
+        else:
+            expected = have + int(length) if length else None
         received = 0
         bar = tqdm(
             total=expected,

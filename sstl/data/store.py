@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -32,6 +33,14 @@ from torchvision.io import decode_jpeg, encode_jpeg
 
 from sstl.config import StoreConfig
 from sstl.data.video import VideoDecodeError, iter_frames, source_fps
+
+# torchvision 0.29 deprecates its JPEG codec in favour of torchcodec; it still works, and only
+# the optional jpeg store uses it, so one notice per process is not worth a warning per frame.
+warnings.filterwarnings(
+    "ignore",
+    message="The image decoding and encoding capabilities of TorchVision",
+    category=DeprecationWarning,
+)
 
 STORE_EXT = {"h264": ".mp4", "jpeg": ".jpgs"}
 _JPEG_MAGIC = b"SSTLJPG1"
@@ -61,13 +70,14 @@ def _rate(fps: Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def _write_h264(frames: Iterable[np.ndarray], tmp: Path, fps: Fraction, cfg: StoreConfig,
-                header: dict[str, Any]) -> tuple[int, int, int]:
+def _write_h264(
+    frames: Iterable[np.ndarray], tmp: Path, fps: Fraction, cfg: StoreConfig, header: dict[str, Any]
+) -> tuple[int, int, int]:
     out = av.open(str(tmp), "w", format="mp4")
     out.metadata["comment"] = json.dumps(header, sort_keys=True)
     stream, n, size = None, 0, (0, 0)
     with out:
-        for n, rgb in enumerate(frames, start=1):  # noqa: B007 - n counts frames after the loop
+        for n, rgb in enumerate(frames, start=1):
             if stream is None:
                 size = (rgb.shape[1], rgb.shape[0])
                 stream = out.add_stream("libx264", rate=fps)
@@ -92,15 +102,21 @@ def _write_h264(frames: Iterable[np.ndarray], tmp: Path, fps: Fraction, cfg: Sto
     return n, *size
 
 
-def _write_jpeg(frames: Iterable[np.ndarray], tmp: Path, fps: Fraction, cfg: StoreConfig,
-                header: dict[str, Any]) -> tuple[int, int, int]:
+def _write_jpeg(
+    frames: Iterable[np.ndarray], tmp: Path, fps: Fraction, cfg: StoreConfig, header: dict[str, Any]
+) -> tuple[int, int, int]:
     blobs, size = [], (0, 0)
     for rgb in frames:
         size = (rgb.shape[1], rgb.shape[0])
         chw = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
         blobs.append(encode_jpeg(chw, quality=cfg.jpeg_quality).numpy().tobytes())
-    head = dict(header, num_frames=len(blobs), width=size[0], height=size[1],
-                fps=[fps.numerator, fps.denominator])
+    head = dict(
+        header,
+        num_frames=len(blobs),
+        width=size[0],
+        height=size[1],
+        fps=[fps.numerator, fps.denominator],
+    )
     head_bytes = json.dumps(head, sort_keys=True).encode()
     offsets = np.zeros(len(blobs) + 1, dtype="<u8")
     offsets[1:] = np.cumsum([len(b) for b in blobs])
@@ -111,8 +127,12 @@ def _write_jpeg(frames: Iterable[np.ndarray], tmp: Path, fps: Fraction, cfg: Sto
     return len(blobs), *size
 
 
-def write_store(src: str | os.PathLike, dst: str | os.PathLike, cfg: StoreConfig,
-                meta: dict[str, Any] | None = None) -> StoreInfo:
+def write_store(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    cfg: StoreConfig,
+    meta: dict[str, Any] | None = None,
+) -> StoreInfo:
     """Decode ``src`` once (resized to ``cfg.short_side``) into the store file ``dst``.
 
     ``meta`` (JSON-able) is embedded in the file header; read it back with
@@ -148,7 +168,6 @@ class StoreReader:
         self._handle: Any = None
         self._head: dict[str, Any] = {}
 
-    # -- lifecycle ---------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "threads": self.threads}
 
@@ -163,7 +182,10 @@ class StoreReader:
 
     def close(self) -> None:
         if self._handle is not None and self._pid == os.getpid():
-            self._handle[0].close() if self.kind == "h264" else os.close(self._handle)
+            if self.kind == "h264":
+                self._handle[0].close()
+            else:
+                os.close(self._handle)
         self._handle, self._pid = None, None
 
     def _open(self) -> Any:
@@ -172,97 +194,82 @@ class StoreReader:
         self._handle = None  # a handle inherited through fork belongs to the parent
         try:
             with open(self.path, "rb") as f:
-                magic = f.read(len(_JPEG_MAGIC))
-        except OSError as err:
-            raise VideoDecodeError(self.path, f"cannot open store file ({err})") from err
-        self.kind = "jpeg" if magic == _JPEG_MAGIC else "h264"
-        self._handle = self._open_jpeg() if self.kind == "jpeg" else self._open_h264()
+                self.kind = "jpeg" if f.read(len(_JPEG_MAGIC)) == _JPEG_MAGIC else "h264"
+            self._handle = self._open_jpeg() if self.kind == "jpeg" else self._open_h264()
+        except (OSError, av.FFmpegError, IndexError, ValueError, KeyError, struct.error) as err:
+            raise VideoDecodeError(self.path, f"not a readable store file ({err})") from err
         self._pid = os.getpid()
         return self._handle
 
     def _open_h264(self) -> tuple[Any, Any]:
+        container = av.open(str(self.path))
         try:
-            container = av.open(str(self.path))
             stream = container.streams.video[0]
             self._head = json.loads(container.metadata.get("comment", "{}"))
-        except (av.FFmpegError, IndexError, json.JSONDecodeError) as err:
-            raise VideoDecodeError(self.path, f"not an sstl h264 store ({err})") from err
+        except (IndexError, ValueError):
+            container.close()
+            raise
         stream.thread_count = self.threads
-        ctx = stream.codec_context
         rate = Fraction(stream.average_rate or stream.guessed_rate)
-        # pts -> frame index: pts * time_base * rate (the muxer may rescale our 1/fps base)
-        self._pts_scale = Fraction(stream.time_base) * rate
+        # pts -> frame index: pts * time_base * rate (the muxer may rescale our 1/fps base);
+        # kept as integers because Fraction arithmetic per frame costs ~0.1 ms per window
+        scale = Fraction(stream.time_base) * rate
+        self._pts_num, self._pts_den = scale.numerator, scale.denominator
+        ctx = stream.codec_context
         self._head.update(num_frames=stream.frames, width=ctx.width, height=ctx.height,
-                          fps=[rate.numerator, rate.denominator])
+                          fps=[rate.numerator, rate.denominator])  # fmt: skip
         self._reformatter = VideoReformatter()
         return container, stream
 
     def _open_jpeg(self) -> int:
         fd = os.open(self.path, os.O_RDONLY)
-        (n,) = struct.unpack("<I", os.pread(fd, 4, len(_JPEG_MAGIC)))
-        start = len(_JPEG_MAGIC) + 4
-        self._head = json.loads(os.pread(fd, n, start))
-        count = self._head["num_frames"]
-        raw = os.pread(fd, 8 * (count + 1), start + n)
-        self._offsets = np.frombuffer(raw, dtype="<u8").astype(np.int64) + start + n + len(raw)
+        try:
+            start = len(_JPEG_MAGIC) + 4
+            (n,) = struct.unpack("<I", os.pread(fd, 4, len(_JPEG_MAGIC)))
+            self._head = json.loads(os.pread(fd, n, start))
+            raw = os.pread(fd, 8 * (self._head["num_frames"] + 1), start + n)
+            self._offsets = np.frombuffer(raw, dtype="<u8").astype(np.int64) + start + n + len(raw)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
-    # -- metadata ----------------------------------------------------------------------------
-    @property
-    def num_frames(self) -> int:
+    def _get(self, key: str) -> Any:
         self._open()
-        return int(self._head["num_frames"])
+        return self._head.get(key)
 
-    @property
-    def fps(self) -> float:
-        self._open()
-        num, den = self._head["fps"]
-        return num / den
+    num_frames = property(lambda self: int(self._get("num_frames")))
+    width = property(lambda self: int(self._get("width")))
+    height = property(lambda self: int(self._get("height")))
+    fps = property(lambda self: float(Fraction(*self._get("fps"))))
+    config = property(lambda self: dict(self._get("config") or {}), doc="StoreConfig as dict")
+    meta = property(lambda self: dict(self._get("meta") or {}), doc="write_store's meta")
 
-    @property
-    def width(self) -> int:
-        self._open()
-        return int(self._head["width"])
-
-    @property
-    def height(self) -> int:
-        self._open()
-        return int(self._head["height"])
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The StoreConfig the file was written with, as a dict."""
-        self._open()
-        return dict(self._head.get("config", {}))
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """The ``meta`` mapping given to write_store."""
-        self._open()
-        return dict(self._head.get("meta", {}))
-
-    # -- reading -----------------------------------------------------------------------------
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         """Frames ``indices`` (any order, repeats allowed) as ``[T, H, W, 3]`` uint8 RGB."""
         wanted = [int(i) for i in indices]
-        handle = self._open()
-        n = self.num_frames
+        handle, n = self._open(), self.num_frames
         bad = [i for i in wanted if not 0 <= i < n]
         if not wanted or bad:
             raise IndexError(
                 f"{self.path}: frame indices must be a non-empty list in [0, {n}); got {bad[:5]}"
             )
         unique = sorted(set(wanted))
-        frames = self._read_jpeg(handle, unique) if self.kind == "jpeg" else self._read_h264(
-            handle, unique)
+        read = self._read_jpeg if self.kind == "jpeg" else self._read_h264
+        try:
+            frames = read(handle, unique)
+        except (av.FFmpegError, RuntimeError) as err:
+            raise VideoDecodeError(self.path, f"damaged store file ({err})") from err
         return torch.stack([frames[i] for i in wanted])
 
     def _read_jpeg(self, fd: int, unique: list[int]) -> dict[int, torch.Tensor]:
-        off = self._offsets
-        blobs = [
-            torch.frombuffer(bytearray(os.pread(fd, off[i + 1] - off[i], off[i])), dtype=torch.uint8)
-            for i in unique
-        ]
+        blobs = []
+        for i in unique:
+            size = int(self._offsets[i + 1] - self._offsets[i])
+            data = os.pread(fd, size, int(self._offsets[i]))
+            if len(data) != size:
+                raise VideoDecodeError(self.path, f"truncated: frame {i} is cut off")
+            blobs.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
         images = decode_jpeg(blobs)  # list of [3, H, W]
         return {i: img.permute(1, 2, 0) for i, img in zip(unique, images, strict=True)}
 
@@ -280,12 +287,14 @@ class StoreReader:
         out: dict[int, torch.Tensor] = {}
         for run in runs:
             need, last = set(run), run[-1]
-            container.seek(round(run[0] / self._pts_scale), stream=stream, backward=True)
+            num, den = self._pts_num, self._pts_den
+            container.seek((run[0] * den + num // 2) // num, stream=stream, backward=True)
             for frame in container.decode(stream):
-                index = round(frame.pts * self._pts_scale)
+                index = (frame.pts * num + den // 2) // den
                 if index in need:
-                    rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
-                    out[index] = torch.from_numpy(rgb)
+                    # threads=1: swscale's thread pool costs 7x the conversion of a 128p frame
+                    rgb = self._reformatter.reformat(frame, format="rgb24", threads=1)
+                    out[index] = torch.from_numpy(rgb.to_ndarray())
                 if index >= last:
                     break
             missing = need - out.keys()

@@ -137,7 +137,7 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int]) -> torch.Tensor
     with container:
         for i, frame in enumerate(_decoded(path, container, stream)):
             if i in need:
-                got[i] = reformatter.reformat(frame, format="rgb24").to_ndarray()
+                got[i] = reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
             if i == last:
                 break
     if last not in got:
@@ -155,9 +155,7 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return even(width * scale), even(height * scale)
 
 
-def iter_frames(
-    path: str | os.PathLike, short_side: int | None = None
-) -> Iterator[np.ndarray]:
+def iter_frames(path: str | os.PathLike, short_side: int | None = None) -> Iterator[np.ndarray]:
     """Every frame of ``path`` in order as ``[H, W, 3]`` uint8 RGB numpy arrays.
 
     ``short_side``: resize so the short side is this many pixels (aspect kept, even sizes);
@@ -175,4 +173,5 @@ def iter_frames(
             width, height = scaled_size(ctx.width, ctx.height, short_side)
             size = {"width": width, "height": height, "interpolation": Interpolation.BILINEAR}
         for frame in _decoded(path, container, stream):
-            yield reformatter.reformat(frame, format="rgb24", **size).to_ndarray()
+            # threads=1: swscale's thread pool costs more than it saves on small outputs
+            yield reformatter.reformat(frame, format="rgb24", threads=1, **size).to_ndarray()

@@ -83,9 +83,7 @@ def center_normalize(query: Any, gallery: Any) -> tuple[np.ndarray, np.ndarray]:
     return l2_normalize(query - mean), l2_normalize(gallery - mean)
 
 
-def _search_faiss(
-    query: np.ndarray, gallery: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _search_faiss(query: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     import faiss  # imported here: only this backend needs it
 
     sims, idx = faiss.knn(query, gallery, k, metric=faiss.METRIC_INNER_PRODUCT)

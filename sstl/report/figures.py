@@ -14,9 +14,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on cluster nodes
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Patch
 
 DPI = 100
 SIZES = {"figure1": (8.0, 5.0), "figure2": (13.0, 5.0), "figure4": (8.0, 5.0)}
@@ -43,6 +44,11 @@ def _save(fig: plt.Figure, out: Path) -> Path:
     return out
 
 
+def _floats(values: Sequence[float | None]) -> np.ndarray:
+    """JSON lists with None (empty bins) -> float array with NaN, which matplotlib skips."""
+    return np.asarray([np.nan if v is None else v for v in values], dtype=float)
+
+
 def _n_videos(results: Mapping[str, dict | None]) -> str:
     ns = sorted({int(r["num_videos"]) for r in results.values() if r})
     return "N=" + "/".join(map(str, ns)) + " videos" if ns else "N=0"
@@ -59,9 +65,14 @@ def figure1(results: Mapping[str, dict | None], out: Path, dataset: str) -> Path
     for i, (label, r) in enumerate(done.items()):
         f1 = r["figure1"]
         ax.errorbar(
-            f1["strengths"], f1["mean"], yerr=f1["std"], marker="o", capsize=4,
-            color=COLORS[i % len(COLORS)], label=label,
-        )  # fmt: skip
+            f1["strengths"],
+            f1["mean"],
+            yerr=f1["std"],
+            marker="o",
+            capsize=4,
+            color=COLORS[i % len(COLORS)],
+            label=label,
+        )
     missing = [k for k, r in results.items() if not r]
     if not done:
         _not_run(ax, "no similarity.json for: " + ", ".join(missing))
@@ -70,8 +81,9 @@ def figure1(results: Mapping[str, dict | None], out: Path, dataset: str) -> Path
         ax.set_ylabel("cosine similarity of the two views")
         ax.legend(title="not run: " + ", ".join(missing) if missing else None)
         ax.grid(alpha=0.3)
-    ax.set_title(f"Figure 1: view similarity vs temporal augmentation ({dataset}, "
-                 f"{_n_videos(results)})")  # fmt: skip
+    ax.set_title(
+        f"Figure 1: view similarity vs temporal augmentation ({dataset}, {_n_videos(results)})"
+    )
     return _save(fig, out)
 
 
@@ -86,13 +98,20 @@ def figure2(results: Mapping[str, dict | None], out: Path, dataset: str) -> Path
         color, f2 = COLORS[i % len(COLORS)], r["figure2"]
         bins = np.linspace(-1.0, 1.0, 41)
         for kind, style in (("intra", "-"), ("inter", "--")):
-            ax_a.hist(f2[kind]["samples"], bins=bins, density=True, histtype="step",
-                      linestyle=style, color=color, label=f"{label}: {kind}-video")  # fmt: skip
+            ax_a.hist(
+                f2[kind]["samples"],
+                bins=bins,
+                density=True,
+                histtype="step",
+                linestyle=style,
+                color=color,
+                label=f"{label}: {kind}-video",
+            )
         d = f2["distance"]
-        x = np.asarray(d["centers"], dtype=float)
-        mean = np.asarray([np.nan if v is None else v for v in d["mean"]], dtype=float)
-        low = np.asarray([np.nan if v is None else v for v in d["low"]], dtype=float)
-        high = np.asarray([np.nan if v is None else v for v in d["high"]], dtype=float)
+        # plot each bin at its mean distance (clip spacing makes distances discrete)
+        x = _floats(d.get("distance") or d["centers"])
+        x = np.where(np.isnan(x), _floats(d["centers"]), x)
+        mean, low, high = _floats(d["mean"]), _floats(d["low"]), _floats(d["high"])
         ax_b.plot(x, mean, marker="o", color=color, label=label)
         ax_b.fill_between(x, low, high, color=color, alpha=0.25)
     if not done:
@@ -117,34 +136,37 @@ def figure4(bars: Sequence[Mapping[str, Any]], out: Path, dataset: str) -> Path:
     """Fine-tune top-1 grouped by pretraining batch size, one bar per projection dimension.
 
     ``bars``: ``{"batch": int, "dim": int, "top1": float | None, "reason": str | None}`` each; a
-    bar without top-1 is drawn hatched, reaching the top of the axis, labelled "not run".
+    bar without top-1 is drawn hatched in its dimension's colour up to the top of the axis and
+    labelled "not run".
     """
     fig, ax = plt.subplots(figsize=SIZES["figure4"])
     batches = sorted({int(b["batch"]) for b in bars})
     dims = sorted({int(b["dim"]) for b in bars})
     values = [b["top1"] for b in bars if b.get("top1") is not None]
-    top = max([*values, 1.0]) * 1.15
+    top = max(values) * 1.15 if values else 100.0
     width = 0.8 / max(len(dims), 1)
     for b in bars:
         i, j = batches.index(int(b["batch"])), dims.index(int(b["dim"]))
         x = i + (j - (len(dims) - 1) / 2) * width
         color = COLORS[j % len(COLORS)]
         if b.get("top1") is None:
-            ax.bar(x, top, width, fill=False, hatch="//", edgecolor="grey")
+            ax.bar(x, top, width, fill=False, hatch="//", edgecolor=color)  # colour = dim
             ax.text(x, top / 2, "not run", rotation=90, ha="center", va="center", fontsize=9)
         else:
             ax.bar(x, b["top1"], width, color=color)
             ax.text(x, b["top1"], f"{b['top1']:.1f}", ha="center", va="bottom", fontsize=8)
-    for j, d in enumerate(dims):
-        ax.bar([], [], color=COLORS[j % len(COLORS)], label=f"projection dim {d}")
     if not bars:
         _not_run(ax, "no experiments in the report spec's figure4")
     else:
-        ax.bar([], [], fill=False, hatch="//", edgecolor="grey", label="not run")
+        handles = [
+            Patch(color=COLORS[j % len(COLORS)], label=f"projection dim {d}")
+            for j, d in enumerate(dims)
+        ]
+        handles.append(Patch(fill=False, hatch="//", edgecolor="grey", label="not run"))
         ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
         ax.set_ylim(0, top)
         ax.set_ylabel("fine-tune top-1 (%)")
-        ax.legend(fontsize=8)
+        ax.legend(handles=handles, fontsize=8)
     ran = len(values)
     ax.set_title(f"Figure 4: batch size x projection dim ({dataset}, {ran}/{len(bars)} runs)")
     return _save(fig, out)

@@ -227,11 +227,9 @@ def build_table(
     df = pd.DataFrame.from_records(records).astype(object)
     df = df.where(df.notna(), None)
     footnotes = list(table["footnotes"])
-    for paper_ds in {_source(name, c, paper)[0] for c in table["columns"]}:
+    for paper_ds in dict.fromkeys(_source(name, c, paper)[0] for c in table["columns"]):
         ours_ds = spec["datasets"][paper_ds]
-        if ours_ds is None:
-            footnotes.append(f"No dataset of ours stands in for {LABELS[paper_ds]}.")
-        elif ours_ds != paper_ds:
+        if ours_ds is not None and ours_ds != paper_ds:
             footnotes.append(
                 f"Our {LABELS[paper_ds]} column is dataset '{ours_ds}' (a stand-in, not "
                 f"{LABELS[paper_ds]}): the differences compare different data."

@@ -31,9 +31,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sstl.augment.temporal import TemporalTwoViews
 from sstl.config import ConfigError, PretrainConfig, load_section, to_dict
-from sstl.data.clips import ClipDataset, load_manifest
+from sstl.data.clips import ClipDataset, collate, load_manifest
 from sstl.models.sstl import save_weights
 from sstl.runtime import log_startup, parse_cfg, seed_everything, setup_logging
 from sstl.train import checkpoint as ckpt
@@ -46,7 +45,7 @@ from sstl.train.distributed import (
     init_distributed,
 )
 from sstl.train.preempt import EXIT_REQUEUE, Preemption, request_requeue
-from sstl.train.step import StepParts, build_parts, train_step
+from sstl.train.step import PretrainTransform, StepParts, build_parts, train_step
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +152,14 @@ def train_one_epoch(
 def build_loader(
     cfg: PretrainConfig, paths: PretrainPaths, env: DistEnv
 ) -> tuple[ClipDataset, ResumableSampler, DataLoader]:
-    """The manifest's ``cfg.split`` rows with status ok; row number = memory-bank index."""
-    manifest = load_manifest(paths.manifest, split=cfg.split)
-    manifest = manifest[manifest["status"] == "ok"].reset_index(drop=True)
+    """The manifest's ``cfg.split`` rows with status ok; item number = memory-bank row."""
     dataset = ClipDataset(
-        manifest,
+        load_manifest(paths.manifest, split=cfg.split),  # the dataset drops rows not ok
         paths.store,
         mode="window",
         clip_len=cfg.temporal.clip_len,
         window=cfg.temporal.window,
-        transform=TemporalTwoViews(cfg.temporal),  # both views cut in the loader workers
+        transform=PretrainTransform(cfg.temporal, cfg.spatial),  # runs in the loader workers
         seed=cfg.run.seed,
     )
     batch_per_rank = cfg.optim.batch_size // env.world_size
@@ -179,6 +176,7 @@ def build_loader(
         num_workers=cfg.run.workers,
         pin_memory=env.device.type == "cuda",
         drop_last=True,
+        collate_fn=collate,
         prefetch_factor=4 if cfg.run.workers else None,
     )
     return dataset, sampler, loader

@@ -2,22 +2,24 @@
 
 Per step, for a batch of ``B`` videos on this rank (``B_g = world * B`` in the job):
 
-1. both temporal views arrive as uint8 ``[B, 2, T, H, W, 3]`` (made in the loader workers);
-2. spatial augmentation runs batched on the device -> ``x, y [B, 3, T, S, S]``;
-3. one forward of ``cat(x, y)`` (``2B`` clips) -> projection, pooled feature, playback rate;
+1. the loader workers cut both temporal views of each video's window and draw both views' spatial
+   parameters (:class:`PretrainTransform`), from the sample's own generator;
+2. the uint8 views ``[B, 2, T, H, W, 3]`` go to the device, where the spatial augmentation is
+   applied batched -> ``[2B, 3, T, S, S]`` (all x views, then all y views);
+3. one forward of the ``2B`` clips -> projection, pooled feature, playback rate;
 4. projections, rates and the batch's video indices / positions are all-gathered (with gradient),
    so every rank computes the same loss over the GLOBAL batch: InfoNCE over ``2 B_g`` views plus
    ``K`` memory negatives, clip-to-video against the (detached) memory rows, rate MSE;
-5. backward + SGD;
+5. backward, SGD, lr schedule step;
 6. the memory bank moves every video's row toward ``normalise(normalise(h_x) + normalise(h_y))``:
    both views come from the same window at the same position, so their mean is the least noisy
    estimate of the clip's feature (METHOD §5 names one feature ``h``; this is our reading).
 
-Randomness that must not depend on the number of loader workers or on a resume comes from
-generators seeded by ``(seed, step, stream)``: the memory negatives use the same stream on every
-rank (identical draws); the spatial augmentation uses one stream per rank, so ranks augment
-differently. Because every rank computes the same loss and the gather's backward sums all ranks'
-gradients, DDP's gradient average equals the one-process gradient on the global batch.
+Randomness never depends on the rank, the world size or the number of loader workers: augmentation
+parameters come from the per-sample generator seeded by ``(seed, epoch, video)`` (ClipDataset),
+memory negatives from a generator seeded by ``(seed, step)``, identical on every rank. Because
+every rank computes the same loss and the gather's backward sums all ranks' gradients, DDP's
+gradient average equals the one-process gradient on the global batch.
 """
 
 from __future__ import annotations
@@ -29,25 +31,62 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 
-from sstl.augment.spatial import SpatialAugment, two_view_augment
-from sstl.config import OptimConfig, PretrainConfig
+from sstl.augment.spatial import SpatialAugment
+from sstl.augment.temporal import TemporalTwoViews
+from sstl.config import OptimConfig, PretrainConfig, SpatialConfig, TemporalConfig
 from sstl.losses import clip_to_video, info_nce, playback_rate, sstl_loss
 from sstl.memory import TemporalMemoryBank
 from sstl.models.sstl import SSTLModel, unwrap
 from sstl.train.distributed import DistEnv, all_gather_with_grad, convert_sync_batchnorm
 
-NEGATIVES_STREAM = 0  # generator stream of the memory negatives (shared by all ranks)
-SPATIAL_STREAM = 1  # + rank: generator stream of the spatial augmentation
 
-
-def step_generator(seed: int, step: int, stream: int, device: torch.device) -> torch.Generator:
-    """A fresh generator on ``device`` seeded from ``(seed, step, stream)`` (no collisions)."""
-    value = int(np.random.SeedSequence([seed, step, stream]).generate_state(1, np.uint64)[0])
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """A fresh generator on ``device`` seeded from ``(seed, step)``: the same on every rank."""
+    value = int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)[0])
     return torch.Generator(device=device).manual_seed(value % 2**63)
+
+
+class PretrainTransform:
+    """Loader-worker transform: a window -> two temporal views + both views' spatial parameters.
+
+    ``{"frames": [W, H, W_, 3] uint8, "generator", ...}`` -> ``frames [2, T, H, W_, 3]``,
+    ``rate [2]`` and ``spatial``: a dict of ``[2]`` tensors (view x, view y) that
+    :meth:`SpatialAugment.apply` consumes on the device (collated to ``[B, 2]``). Drawing the
+    parameters here, from the sample's generator, keeps them independent of rank and batch order.
+    """
+
+    def __init__(self, temporal: TemporalConfig, spatial: SpatialConfig) -> None:
+        self.temporal = TemporalTwoViews(temporal)
+        self.spatial = SpatialAugment(spatial)
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        gen = sample.get("generator")
+        out = self.temporal(sample)
+        if self.spatial.cfg.enabled:
+            _, _, h, w, _ = out["frames"].shape
+            share = self.spatial.cfg.share_views
+            params = self.spatial.sample_params(1 if share else 2, h, w, gen)
+            out["spatial"] = {k: v.repeat(2) if share else v for k, v in params.items()}
+        return out
+
+
+def augment_views(augment: SpatialAugment, batch: dict[str, Any], device: torch.device) -> Tensor:
+    """Batched spatial augmentation on ``device``: ``[B, 2, T, H, W, 3] uint8 -> [2B, 3, T, S, S]``.
+
+    Uses the ``spatial`` parameters ``[B, 2]`` drawn by :class:`PretrainTransform`. Rows ``0..B-1``
+    are the x views, ``B..2B-1`` the y views. With ``spatial.enabled: false``, a centre crop.
+    """
+    views = batch["frames"].to(device, non_blocking=True)
+    b, _, t, h, w, _ = views.shape
+    flat = views.transpose(0, 1).reshape(2 * b, t, h, w, 3)  # view x of every clip, then view y
+    if not augment.cfg.enabled:
+        return augment(flat)
+    params = {k: v.T.reshape(-1) for k, v in batch["spatial"].items()}  # same order as flat
+    return augment.apply(flat, params)
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
@@ -142,7 +181,7 @@ def build_parts(
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=False)  # bf16 autocast needs no scaling
-    augment = SpatialAugment(cfg.spatial).to(device)
+    augment = SpatialAugment(cfg.spatial)  # no parameters: it runs on the clips' device
     return StepParts(model, augment, bank, optimizer, scheduler, scaler, cfg, env)
 
 
@@ -157,17 +196,15 @@ def train_step(p: StepParts, batch: dict[str, torch.Tensor], step: int) -> dict[
 
     Returns the unweighted loss parts and ``total`` as floats (identical on every rank).
 
-    ``batch``: ``frames [B, 2, T, H, W, 3] uint8``, ``rate [B, 2]``, ``index [B]`` (memory row),
-    ``position [B]`` (window centre / frame count), as collated from ``ClipDataset`` with
-    ``TemporalTwoViews``.
+    ``batch``: ``frames [B, 2, T, H, W, 3] uint8``, ``spatial`` (dict of ``[B, 2]``), ``rate
+    [B, 2]``, ``index [B]`` (memory row), ``position [B]`` (window centre / frame count), as
+    collated from ``ClipDataset`` with :class:`PretrainTransform`.
     """
-    cfg, env, device = p.cfg, p.env, p.env.device
-    views = batch["frames"].to(device, non_blocking=True)  # (B, 2, T, H, W, 3) uint8
-    gen = step_generator(cfg.run.seed, step, SPATIAL_STREAM + env.rank, device)
-    x, y = two_view_augment(p.augment, views, gen)  # (B, 3, T, S, S) float each
-    b = x.shape[0]
+    cfg, device = p.cfg, p.env.device
+    clips = augment_views(p.augment, batch, device)  # (2B, 3, T, S, S): x views, then y views
+    b = clips.shape[0] // 2
     with _autocast(cfg, device):
-        out = p.model(torch.cat([x, y]))  # proj (2B, Dp), rate (2B,) or None
+        out = p.model(clips)  # proj (2B, Dp), rate (2B,) or None
 
     # Everything the loss needs, gathered over ranks: (B, 2 Dp [+ 2]) with gradient ...
     proj = out["proj"].float()
@@ -188,7 +225,7 @@ def train_step(p: StepParts, batch: dict[str, torch.Tensor], step: int) -> dict[
     parts: dict[str, torch.Tensor | None] = {}
     negatives = None
     if p.bank is not None and cfg.memory.negatives > 0:
-        neg_gen = step_generator(cfg.run.seed, step, NEGATIVES_STREAM, p.bank.memory.device)
+        neg_gen = step_generator(cfg.run.seed, step, p.bank.memory.device)
         negatives = p.bank.sample_negatives(cfg.memory.negatives, video_idx, neg_gen)
     parts["ctr"] = info_nce(h_x, h_y, negatives, cfg.loss.temperature)
     if p.bank is not None and cfg.memory.video_loss:

@@ -90,7 +90,7 @@ def http_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     server.behaviour = Behaviour()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     host, port = server.server_address[:2]
     yield LocalServer(f"http://{host}:{port}", server.behaviour)  # type: ignore[attr-defined]

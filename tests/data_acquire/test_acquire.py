@@ -141,11 +141,11 @@ def test_download_source_ucf101_layout(shared_dir, tmp_path, http_server):
 
 
 def test_download_kinetics_shard_and_train_csv(shared_dir, tmp_path, http_server):
+    clip = shared_dir / "videos/ucf101/v_Punch_g03_c01.avi"
     shard = tmp_path / "build/train"
     (shard / "abseiling").mkdir(parents=True)
-    shutil.copyfile(
-        shared_dir / "videos/ucf101/v_Punch_g03_c01.avi", shard / "abseiling/a1_000002_000012.mp4"
-    )
+    shutil.copyfile(clip, shard / "a1_000002_000012.mp4")  # flat, as on the CVDF mirror
+    shutil.copyfile(clip, shard / "abseiling/b2_000000_000010.mp4")  # sorted by label, unlisted
     http_server.behaviour.files["/train.csv"] = (
         b"label,youtube_id,time_start,time_end,split\nabseiling,a1,2,12,train\n"
     )
@@ -154,10 +154,13 @@ def test_download_kinetics_shard_and_train_csv(shared_dir, tmp_path, http_server
         source="download",
         urls=(f"{http_server.url}/train.csv", f"{http_server.url}/part_0.tar.gz"),
     )
-    summary = acquire("kinetics400", cfg, tmp_path / "s")
+    out = tmp_path / "s"
+    summary = acquire("kinetics400", cfg, out)
     assert summary["counts"]["train"] == {"listed": 1, "present": 1, "missing": 0}
+    assert (out / "videos/abseiling/a1_000002_000012.mp4").is_file()
+    assert summary["unlisted"] == 1  # b2 kept in its label folder, listed by no csv
     assert summary["counts"]["val"]["missing"] == 18035  # never fatal for Kinetics
-    assert (tmp_path / "s/splits/train.csv").exists()
+    assert (out / "splits/train.csv").exists()
 
 
 def test_refusals(tmp_path):

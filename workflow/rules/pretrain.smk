@@ -17,7 +17,9 @@ rule pretrain:
         **res("pretrain"),
     params:
         cfg=cfg_arg("pretrain"),
-        launch=P.launcher(P.resources(config, "pretrain").get("tasks", 1)),
+        launch=P.launcher(
+            P.resources(config, "pretrain").get("tasks", 1), workflow.basedir
+        ),
         store=lambda wc: f"data/{pretrain_dataset(wc)}/store",
         # resume state: NOT an output, so it survives a failed or preempted job
         state="state/pretrain/{exp}",

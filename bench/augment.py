@@ -1,0 +1,105 @@
+"""Two-view spatial augmentation throughput: batched ``SpatialAugment`` vs per-clip torchvision.
+
+Both sides see the same uint8 clips (16 frames, 128x171, two views per clip) and one thread
+(``torch.set_num_threads(1)``: per-core numbers). The baseline is the usual per-clip CPU
+pipeline, ``torchvision.transforms.v2`` on a video tensor ``[T, 3, H, W]`` (so parameters are
+clip-consistent): RandomResizedCrop, ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8, RandomGrayscale(0.2),
+GaussianBlur p=0.5, RandomHorizontalFlip, then ToDtype + Normalize. The batched side is the
+same code the trainer runs on the GPU (``--device cuda`` to time it there).
+
+    python bench/augment.py --batch 16 --iters 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from sstl.augment.spatial import KINETICS_MEAN, KINETICS_STD, SpatialAugment, two_view_augment
+from sstl.config import SpatialConfig
+
+T, H, W = 16, 128, 171
+
+
+def torchvision_pipeline(cfg: SpatialConfig, kernel_size: int) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(cfg.crop_size, scale=cfg.scale, ratio=cfg.ratio, antialias=True),
+            v2.RandomApply(
+                [v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)],
+                p=cfg.jitter_prob,
+            ),
+            v2.RandomGrayscale(cfg.grayscale_prob),
+            v2.RandomApply([v2.GaussianBlur(kernel_size, sigma=cfg.blur_sigma)], p=cfg.blur_prob),
+            v2.RandomHorizontalFlip(cfg.flip_prob),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(KINETICS_MEAN, KINETICS_STD),
+        ]
+    )
+
+
+def time_batched(aug: SpatialAugment, views: torch.Tensor, iters: int) -> float:
+    """Clips per second of ``two_view_augment`` over the whole batch."""
+    gen = torch.Generator().manual_seed(0)
+    two_view_augment(aug, views, gen)  # warm-up
+    sync = torch.cuda.synchronize if views.is_cuda else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        x, y = two_view_augment(aug, views, gen)
+    sync()
+    assert x.shape == y.shape == (len(views), 3, T, aug.cfg.crop_size, aug.cfg.crop_size)
+    return iters * len(views) / (time.perf_counter() - start)
+
+
+def time_per_clip(pipeline: v2.Compose, views: torch.Tensor, iters: int) -> float:
+    """Clips per second of the per-clip torchvision pipeline, both views of every clip."""
+    # [B, 2, T, 3, H, W] contiguous: the baseline gets its preferred layout for free.
+    videos = [
+        [tv_tensors.Video(v.permute(0, 3, 1, 2).contiguous()) for v in clip] for clip in views
+    ]
+    pipeline(videos[0][0])  # warm-up
+    start = time.perf_counter()
+    for _ in range(iters):
+        for clip in videos:
+            views_out = [pipeline(v).permute(1, 0, 2, 3) for v in clip]  # -> [3, T, S, S]
+    assert views_out[0].shape[0] == 3
+    return iters * len(videos) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16, help="clips per batch")
+    parser.add_argument("--iters", type=int, default=4, help="timed batches per side")
+    parser.add_argument("--device", default="cpu", help="device of the batched side")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = per core)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = SpatialConfig()
+    aug = SpatialAugment(cfg)
+    views = torch.randint(0, 256, (args.batch, 2, T, H, W, 3), dtype=torch.uint8)
+    batched = time_batched(aug, views.to(args.device), args.iters)
+    per_clip = time_per_clip(torchvision_pipeline(cfg, aug.kernel_size), views, args.iters)
+    result = {
+        "batch": args.batch,
+        "threads": args.threads,
+        "device": args.device,
+        "batched_clips_per_s": round(batched, 2),
+        "torchvision_clips_per_s": round(per_clip, 2),
+        "speedup": round(batched / per_clip, 2),
+    }
+    print(f"batched SpatialAugment ({args.device}): {batched:8.1f} two-view clips/s")
+    print(f"per-clip torchvision v2 (cpu):  {per_clip:8.1f} two-view clips/s")
+    print(f"speedup: {batched / per_clip:.2f}x (target >= 5x per core)")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

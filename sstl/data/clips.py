@@ -1,0 +1,191 @@
+"""Clip sampling and the one generic dataset every stage reads videos through.
+
+UCF101, HMDB51, Kinetics-400 and the synthetic set differ only in their manifest
+(``data/<ds>/manifest.csv``, written by :mod:`sstl.data.extract`); :class:`ClipDataset` reads
+any of them from the frame store. Two modes:
+
+- ``window``: one random window of consecutive frames per video per epoch (pretraining and
+  fine-tuning), with its temporal position ``centre frame / frame count`` (METHOD §2);
+- ``uniform``: K clips of T consecutive frames, uniformly spaced (evaluation, retrieval).
+
+Randomness comes from a generator seeded by (seed, epoch, item), never from the worker, so a
+sample is the same whatever ``num_workers`` is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from sstl.data.store import StoreReader
+
+MANIFEST_COLUMNS = [
+    "id", "path", "label", "class_name", "split", "frames", "fps", "width", "height", "size",
+    "checksum", "status", "error",
+]  # fmt: skip
+_TEXT_COLUMNS = ("id", "path", "class_name", "split", "checksum", "status", "error")
+
+
+@dataclass
+class ClipInfo:
+    """Which frames one sample reads."""
+
+    video_index: int  # row of the video in the dataset (= its memory-bank row)
+    start: int  # first frame of the (first) clip
+    indices: list[int]  # every frame read, in order (K * T for uniform clips)
+    position: float  # temporal position in [0, 1] (centre frame / frame count)
+
+
+def random_window(
+    num_frames: int, window: int, generator: torch.Generator
+) -> tuple[list[int], float]:
+    """A random run of ``window`` consecutive frame indices and its position in [0, 1].
+
+    Videos shorter than the window repeat their last frame. Position = centre frame of the
+    window / frame count (METHOD §2).
+    """
+    if num_frames < 1 or window < 1:
+        raise ValueError(f"random_window: num_frames={num_frames} and window={window} must be >= 1")
+    start = int(torch.randint(0, max(0, num_frames - window) + 1, (1,), generator=generator))
+    indices = [min(start + k, num_frames - 1) for k in range(window)]
+    centre = (indices[0] + indices[-1]) / 2
+    return indices, centre / num_frames
+
+
+def uniform_clips(num_frames: int, clip_len: int, num_clips: int) -> list[list[int]]:
+    """``num_clips`` runs of ``clip_len`` consecutive frames with uniformly spaced starts.
+
+    The first clip starts at frame 0 and the last ends at the last frame; one clip is the
+    centre one. Videos shorter than a clip repeat their last frame.
+    """
+    if num_frames < 1 or clip_len < 1 or num_clips < 1:
+        raise ValueError(
+            f"uniform_clips: num_frames={num_frames}, clip_len={clip_len}, "
+            f"num_clips={num_clips} must all be >= 1"
+        )
+    last_start = max(0, num_frames - clip_len)
+    if num_clips == 1:
+        starts = [last_start // 2]
+    else:
+        starts = np.rint(np.linspace(0, last_start, num_clips)).astype(int).tolist()
+    return [[min(s + k, num_frames - 1) for k in range(clip_len)] for s in starts]
+
+
+def load_manifest(path: str | os.PathLike, split: str | None = None) -> pd.DataFrame:
+    """Read a manifest CSV (all rows, any status); ``split`` keeps only that split's rows."""
+    df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} is not a manifest: columns {missing} are missing")
+    if split is not None:
+        splits = sorted(set(df["split"]))
+        if split not in splits:
+            raise ValueError(f"{path} has no split {split!r}; it has {splits}")
+        df = df[df["split"] == split].reset_index(drop=True)
+    return df
+
+
+def _item_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 64-bit seed from (seed, epoch, index): nearby items get unrelated streams."""
+    words = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
+    return int(words[0]) << 32 | int(words[1])
+
+
+class ClipDataset(Dataset):
+    """Clips of the videos whose manifest status is ``ok``, read from the frame store.
+
+    Item ``i`` is a dict: ``frames`` uint8 ``[window, H, W, 3]`` (mode ``window``) or
+    ``[K, clip_len, H, W, 3]`` (mode ``uniform``), ``label`` int, ``index`` = i (the video's
+    memory-bank row), ``position`` float (window centre / frame count; 0.5 for uniform).
+    ``transform(sample) -> sample`` runs last; it also receives ``sample["generator"]``, the
+    item's seeded torch.Generator, so its randomness is reproducible (the key is removed after).
+    """
+
+    def __init__(
+        self,
+        manifest: pd.DataFrame,
+        store_root: str | os.PathLike,
+        mode: str = "window",
+        clip_len: int = 16,
+        window: int | None = None,
+        num_clips: int = 1,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if mode not in ("window", "uniform"):
+            raise ValueError(f"ClipDataset mode = {mode!r} is not allowed: 'window' or 'uniform'")
+        rows = manifest[manifest["status"] == "ok"].reset_index(drop=True)
+        if rows.empty:
+            raise ValueError(f"the manifest has no videos with status 'ok' ({len(manifest)} rows)")
+        root = Path(store_root)
+        self.paths = [str(root / p) for p in rows["path"]]
+        self.ids = [str(v) for v in rows["id"]]
+        self.labels = [int(v) for v in rows["label"]]
+        self.num_frames = [int(v) for v in rows["frames"]]
+        self.mode, self.clip_len, self.num_clips = mode, clip_len, num_clips
+        self.window = window or clip_len
+        self.transform, self.seed = transform, seed
+        # Shared memory: set_epoch in the main process reaches persistent workers too.
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new windows: call before iterating the loader for ``epoch``."""
+        self._epoch.fill_(epoch)
+
+    def clip(self, i: int, generator: torch.Generator | None = None) -> ClipInfo:
+        """The frames item ``i`` reads this epoch."""
+        n = self.num_frames[i]
+        if self.mode == "uniform":
+            clips = uniform_clips(n, self.clip_len, self.num_clips)
+            return ClipInfo(i, clips[0][0], [k for c in clips for k in c], 0.5)
+        if generator is None:
+            generator = self.generator(i)
+        indices, position = random_window(n, self.window, generator)
+        return ClipInfo(i, indices[0], indices, position)
+
+    def generator(self, i: int) -> torch.Generator:
+        """The item's random stream for the current epoch."""
+        return torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, i))
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"item {i} is out of range for {len(self)} videos")
+        generator = self.generator(i)
+        info = self.clip(i, generator)
+        # One reader per item: a handle per video would exhaust file descriptors on Kinetics,
+        # and opening a store file costs ~0.5 ms.
+        with StoreReader(self.paths[i]) as reader:
+            frames = reader.read(info.indices)  # [N, H, W, 3]
+        if self.mode == "uniform":
+            frames = frames.view(self.num_clips, self.clip_len, *frames.shape[1:])
+        sample = {"frames": frames, "label": self.labels[i], "index": i, "position": info.position}
+        if self.transform is not None:
+            sample = self.transform({**sample, "generator": generator})
+            sample.pop("generator", None)
+        return sample
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples: frames ``[B, ...]`` uint8, label/index int64, position float32.
+
+    torch's default_collate does the same except that positions become float64.
+    """
+    out = default_collate(batch)
+    if "position" in out:
+        out["position"] = out["position"].float()
+    return out

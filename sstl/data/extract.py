@@ -1,0 +1,272 @@
+"""Sharded extraction of a dataset's videos into the frame store, and the manifest merge.
+
+``sstl extract --shard i/n`` decodes every n-th video (from the sorted list) once into
+``<store>/<id>.<ext>`` and writes that shard's rows of the manifest; ``sstl manifest`` merges the
+shard CSVs into ``data/<ds>/manifest.csv`` (columns in docs/architecture.md). A video that is
+missing or cannot be decoded gets status ``missing``/``corrupt`` with the reason and the stage
+goes on. A rerun after a crash skips store files that are already complete: each file is renamed
+into place only when written, and its header records the source checksum and the store config,
+which must both match for the file to be reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from sstl.config import ConfigError, StoreConfig, load_section
+from sstl.data import splits
+from sstl.data.clips import MANIFEST_COLUMNS, load_manifest
+from sstl.data.store import StoreReader, store_ext, write_store
+from sstl.data.video import VideoDecodeError
+from sstl.runtime import log_startup, parse_cfg, setup_logging
+
+log = logging.getLogger("sstl.extract")
+
+Entry = tuple[str, int, str, str]  # (path relative to the video root, label, class name, split)
+_SHARD_NAME = re.compile(r"(\d+)-of-(\d+)$")
+
+
+def video_id(rel_path: str) -> str:
+    """The manifest id: the source path relative to the video root, without its extension."""
+    return str(PurePosixPath(rel_path).with_suffix(""))
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 0 <= int(match[1]) < int(match[2]):
+        raise ValueError(f"--shard {text!r} is not allowed: write i/n with 0 <= i < n, e.g. 0/4")
+    return int(match[1]), int(match[2])
+
+
+def _extract_one(entry: Entry, video_root: Path, store_root: Path, cfg: StoreConfig) -> dict:
+    rel, label, class_name, split = entry
+    vid = video_id(rel)
+    store_rel = vid + store_ext(cfg.codec)
+    src, dst = video_root / rel, store_root / store_rel
+    row: dict[str, Any] = dict.fromkeys(MANIFEST_COLUMNS, "")
+    row.update(
+        id=vid,
+        path=store_rel,
+        label=int(label),
+        class_name=class_name,
+        split=split,
+        frames=0,
+        fps=0.0,
+        width=0,
+        height=0,
+        size=0,
+        status="ok",
+    )
+    if not src.is_file():
+        row.update(path="", status="missing", error=f"source video not found: {src}")
+        return row
+    row["checksum"] = sha256_file(src)
+    meta = {"source_sha256": row["checksum"], "source_size": src.stat().st_size}
+    if dst.is_file():
+        try:
+            reader = StoreReader(dst)
+            if reader.config == asdict(cfg) and reader.meta == meta:
+                row.update(
+                    frames=reader.num_frames,
+                    fps=reader.fps,
+                    width=reader.width,
+                    height=reader.height,
+                    size=dst.stat().st_size,
+                    status="reused",
+                )
+                reader.close()
+                return row
+            reader.close()
+        except (VideoDecodeError, OSError, ValueError, KeyError):
+            pass  # an unreadable or stale store file is rewritten below
+    try:
+        info = write_store(src, dst, cfg, meta=meta)
+    except VideoDecodeError as err:
+        dst.unlink(missing_ok=True)  # a stale store file of an older source must not survive
+        row.update(path="", status="corrupt", error=err.reason)
+        return row
+    row.update(
+        frames=info.num_frames, fps=info.fps, width=info.width, height=info.height, size=info.size
+    )
+    return row
+
+
+def _write_csv(df: pd.DataFrame, out_csv: str | os.PathLike) -> None:
+    out = Path(out_csv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+
+
+def extract_shard(
+    entries: Sequence[Entry],
+    video_root: str | os.PathLike,
+    store_root: str | os.PathLike,
+    cfg: StoreConfig,
+    shard: tuple[int, int],
+    out_csv: str | os.PathLike,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Extract shard ``i`` of ``n`` (every n-th entry of the sorted list) and write its CSV.
+
+    ``entries``: ``(rel_path, label, class_name, split)`` with ``rel_path`` under
+    ``video_root``. Returns the shard's manifest rows (also written to ``out_csv``).
+    """
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"shard {shard} is not allowed: (i, n) with 0 <= i < n")
+    mine = sorted(entries, key=lambda e: (e[0], e[3]))[i::n]
+    video_root, store_root = Path(video_root), Path(store_root)
+    rows, reused = [], 0
+    for entry in tqdm(mine, desc=f"extract {i}/{n}", file=sys.stderr, disable=not progress):
+        row = _extract_one(entry, video_root, store_root, cfg)
+        if row["status"] == "reused":
+            reused += 1
+            row["status"] = "ok"
+        elif row["status"] != "ok":
+            log.warning("%s %s: %s", row["status"], row["id"], row["error"])
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    _write_csv(df, out_csv)
+    counts = df["status"].value_counts().to_dict()
+    log.info(
+        "shard %d/%d: %d videos, %s (%d already in the store) -> %s",
+        i,
+        n,
+        len(df),
+        counts,
+        reused,
+        out_csv,
+    )
+    return df
+
+
+def merge_manifest(
+    shard_csvs: Sequence[str | os.PathLike], out_csv: str | os.PathLike
+) -> pd.DataFrame:
+    """Concatenate shard CSVs named ``<i>-of-<n>.csv`` into the manifest, sorted by split, id.
+
+    Every shard 0..n-1 must be there exactly once and no id may appear twice.
+    """
+    if not shard_csvs:
+        raise ValueError("merge_manifest: no shard CSVs given")
+    found: dict[int, Path] = {}
+    totals = set()
+    for path in map(Path, shard_csvs):
+        match = _SHARD_NAME.search(path.stem)
+        if not match:
+            raise ValueError(f"{path}: shard CSVs must be named <i>-of-<n>.csv, e.g. 0-of-4.csv")
+        k, total = int(match[1]), int(match[2])
+        if k in found:
+            raise ValueError(f"shard {k} is given twice: {found[k]} and {path}")
+        found[k] = path
+        totals.add(total)
+    if len(totals) != 1:
+        raise ValueError(f"shard CSVs come from different shard counts {sorted(totals)}")
+    (total,) = totals
+    absent = sorted(set(range(total)) - set(found))
+    if absent or max(found) >= total:
+        raise ValueError(f"shards {absent or [max(found)]} of {total} are missing or out of range")
+    df = pd.concat([load_manifest(found[k]) for k in range(total)], ignore_index=True)
+    dup = df["id"][df["id"].duplicated()]
+    if not dup.empty:
+        raise ValueError(f"{len(dup)} ids appear in more than one row, e.g. {dup.iloc[0]!r}")
+    df = df.sort_values(["split", "id"], kind="stable").reset_index(drop=True)[MANIFEST_COLUMNS]
+    _write_csv(df, out_csv)
+    counts = df.groupby(["split", "status"]).size().to_dict()
+    log.info(
+        "manifest %s: %d videos from %d shards, per (split, status): %s",
+        out_csv,
+        len(df),
+        total,
+        counts,
+    )
+    return df
+
+
+def split_entries(name: str, split_dir: str | os.PathLike, split: int = 1) -> list[Entry]:
+    """The extraction entries of dataset ``name`` from its split files."""
+    parsed = splits.load(name, Path(split_dir), split=split)
+    entries = []
+    for part, items in (("train", parsed.train), ("test", parsed.test), ("val", parsed.val)):
+        entries += [
+            (rel, label, parsed.classes[label] if 0 <= label < len(parsed.classes) else "", part)
+            for rel, label in items
+        ]
+    return entries
+
+
+def cli_extract(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="sstl extract", description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", required=True, choices=splits.DATASETS)
+    ap.add_argument("--source", required=True, type=Path, help="folder with videos/ and splits/")
+    ap.add_argument("--store", required=True, type=Path, help="store folder to write into")
+    ap.add_argument("--shard", default="0/1", help="i/n: this job's share of the videos")
+    ap.add_argument("--cfg", help='JSON: {"store": {StoreConfig fields}, "split": 1}')
+    ap.add_argument("--out", required=True, type=Path, help="the shard's manifest CSV")
+    args = ap.parse_args(argv)
+    setup_logging()
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as err:
+        ap.error(str(err))
+    raw = parse_cfg(args.cfg)
+    unknown = sorted(set(raw) - {"store", "split"})
+    if unknown:
+        raise SystemExit(f"--cfg: unknown key {unknown[0]!r}; allowed keys: split, store")
+    split = raw.get("split", 1)
+    try:
+        cfg = load_section(StoreConfig, raw.get("store"), "store")
+        if split not in (1, 2, 3):
+            raise ConfigError(f"split = {split!r} is not allowed: 1, 2 or 3")
+    except ConfigError as err:
+        raise SystemExit(f"--cfg: {err}") from None
+    log_startup(
+        "extract",
+        {
+            "dataset": args.dataset,
+            "source": str(args.source),
+            "store": asdict(cfg),
+            "split": split,
+            "shard": args.shard,
+        },
+    )
+    entries = split_entries(args.dataset, args.source / "splits", split)
+    extract_shard(entries, args.source / "videos", args.store, cfg, shard, args.out)
+    return 0
+
+
+def cli_manifest(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="sstl manifest", description="merge shard manifests")
+    ap.add_argument("--shards", required=True, nargs="+", type=Path, help="<i>-of-<n>.csv files")
+    ap.add_argument("--out", required=True, type=Path, help="the dataset's manifest.csv")
+    args = ap.parse_args(argv)
+    setup_logging()
+    log_startup("manifest", {"shards": [str(p) for p in args.shards], "out": str(args.out)})
+    try:
+        merge_manifest(args.shards, args.out)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"sstl manifest: {err}") from None
+    return 0

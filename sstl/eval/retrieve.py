@@ -1,0 +1,189 @@
+"""``sstl retrieve``: nearest-neighbour clip retrieval with a pretrained model (paper Sec 4.4).
+
+    sstl retrieve --cfg JSON --manifest CSV --store DIR --weights PRETRAIN_WEIGHTS|scratch \
+        --out metrics.json [--features-out features.npz]
+
+No fine-tuning: the pretrained model (or, for ``scratch``, a randomly initialised one built from
+the ``model`` section, seeded with ``seed``) embeds ``clips`` (10) clips of ``clip_len`` (16)
+consecutive frames uniformly spaced over every video, centre cropped. Features come from
+``layer``: ``projection`` (the last fully-connected layer, default) or ``backbone`` (pooled).
+Every TEST clip queries ALL TRAIN clips (labels repeated per clip) by cosine similarity and
+top-k accuracy is reported for ``ks`` (:func:`sstl.eval.retrieval.topk_accuracy`). Switches for
+the peers' protocols: ``protocol: video_mean`` (VCOP: a video's clips averaged) and
+``center: true`` (CoCLR: gallery mean subtracted, then L2-normalised).
+
+``--cfg`` is ``{"retrieval": RetrievalConfig, "model": ModelConfig (scratch only), "seed": int}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from sstl.config import ConfigError, ModelConfig, RetrievalConfig, load_section, to_dict
+from sstl.data.clips import ClipDataset, collate, load_manifest
+from sstl.data.extract import sha256_file
+from sstl.eval.features import extract_features
+from sstl.eval.retrieval import center_normalize, l2_normalize, topk_accuracy, video_mean
+from sstl.models.sstl import SSTLModel, load_weights
+from sstl.runtime import git_info, log_startup, parse_cfg, resolve_device, setup_logging, write_json
+
+log = logging.getLogger(__name__)
+
+SCRATCH = "scratch"
+CFG_KEYS = ("retrieval", "model", "seed")
+
+
+def parse_settings(raw: dict[str, Any]) -> tuple[RetrievalConfig, ModelConfig, int]:
+    """The ``--cfg`` mapping -> (retrieval config, model config for scratch, seed)."""
+    unknown = sorted(set(raw) - set(CFG_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]} in the retrieve --cfg; allowed keys: {', '.join(CFG_KEYS)}"
+        )
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed = {seed!r} is not allowed: an integer")
+    retrieval = load_section(RetrievalConfig, raw.get("retrieval"), "retrieval")
+    return retrieval, load_section(ModelConfig, raw.get("model"), "model"), seed
+
+
+def build_model(weights: str, model_cfg: ModelConfig, seed: int) -> tuple[SSTLModel, dict]:
+    """The pretrained model (no fine-tuning), or a seeded random one for ``scratch``."""
+    if weights == SCRATCH:
+        torch.manual_seed(seed)
+        return SSTLModel(model_cfg), {"path": SCRATCH, "sha256": None, "seed": seed}
+    model, _, _ = load_weights(weights)
+    return model, {"path": weights, "sha256": sha256_file(weights)}
+
+
+def embed(
+    model: SSTLModel, manifest: Any, store: Path, split: str, cfg: RetrievalConfig, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``split``'s videos -> features ``[N, K, D]`` and labels ``[N]``."""
+    dataset = ClipDataset(
+        manifest[manifest["split"] == split].reset_index(drop=True),
+        store,
+        mode="uniform",
+        clip_len=cfg.clip_len,
+        num_clips=cfg.clips,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+    )
+    feats, labels, _ = extract_features(model, loader, cfg.layer, device, cfg.crop_size)
+    return feats, labels
+
+
+def retrieval_sets(
+    test: torch.Tensor,
+    test_labels: torch.Tensor,
+    train: torch.Tensor,
+    train_labels: torch.Tensor,
+    cfg: RetrievalConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Queries and gallery under the configured protocol (pure).
+
+    ``test [Nq, K, D]``, ``train [Ng, K, D]`` -> ``(query [Q, D], query_labels [Q], gallery
+    [G, D], gallery_labels [G])``: every clip with its video's label (``clip``: Q = Nq * K), or
+    one mean feature per video (``video_mean``: Q = Nq); unit rows, centred first with ``center``.
+    """
+    if cfg.protocol == "video_mean":
+        query, gallery = video_mean(test), video_mean(train)
+        ql, gl = test_labels.numpy(), train_labels.numpy()
+    else:
+        k = test.shape[1]
+        query, gallery = test.reshape(-1, test.shape[2]).numpy(), train.reshape(-1, train.shape[2])
+        gallery = gallery.numpy()
+        ql = test_labels.repeat_interleave(k).numpy()  # clip i*K + j belongs to video i
+        gl = train_labels.repeat_interleave(train.shape[1]).numpy()
+    if cfg.center:
+        query, gallery = center_normalize(query, gallery)
+    else:
+        query, gallery = l2_normalize(query), l2_normalize(gallery)
+    return query, ql, gallery, gl
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sstl retrieve", description=__doc__.split("\n")[0])
+    parser.add_argument("--cfg", help='{"retrieval": {...}, "model": {...}, "seed": 0} as JSON')
+    parser.add_argument("--manifest", type=Path, required=True, help="dataset manifest.csv")
+    parser.add_argument("--store", type=Path, required=True, help="frame store folder")
+    parser.add_argument("--weights", required=True, help="pretraining weights.pt, or 'scratch'")
+    parser.add_argument("--out", type=Path, required=True, help="metrics.json")
+    parser.add_argument("--features-out", type=Path, help="also save the features (.npz)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        cfg, model_cfg, seed = parse_settings(parse_cfg(args.cfg))
+    except ConfigError as err:
+        print(f"sstl retrieve: {err}", file=sys.stderr)
+        return 2
+    if args.weights != SCRATCH and not Path(args.weights).is_file():
+        print(
+            f"sstl retrieve: --weights {args.weights} is neither a file nor 'scratch'",
+            file=sys.stderr,
+        )
+        return 2
+    settings = {"retrieval": to_dict(cfg), "model": to_dict(model_cfg), "seed": seed}
+    log_startup("retrieve", {**settings, "weights": args.weights})
+    device = resolve_device(cfg.device)
+    model, weights_info = build_model(args.weights, model_cfg, seed)
+    model = model.to(device)
+
+    manifest = load_manifest(args.manifest)
+    test, test_labels = embed(model, manifest, args.store, "test", cfg, device)
+    train, train_labels = embed(model, manifest, args.store, "train", cfg, device)
+    query, ql, gallery, gl = retrieval_sets(test, test_labels, train, train_labels, cfg)
+    log.info(
+        "retrieval: %d queries x %d gallery items x %d-d (%s, %s)",
+        len(query),
+        len(gallery),
+        query.shape[1],
+        cfg.backend,
+        cfg.protocol,
+    )
+    acc = topk_accuracy(query, ql, gallery, gl, ks=cfg.ks, backend=cfg.backend)
+
+    metrics: dict[str, Any] = {f"top{k}": v for k, v in acc.items()}
+    metrics |= {
+        "ks": list(cfg.ks),
+        "protocol": {
+            "layer": cfg.layer,
+            "clips": cfg.clips,
+            "clip_len": cfg.clip_len,
+            "protocol": cfg.protocol,
+            "center": cfg.center,
+            "backend": cfg.backend,
+            "crop_size": cfg.crop_size,
+        },
+        "num_queries": len(query),
+        "num_gallery": len(gallery),
+        "weights": weights_info,
+        "model": dataclasses.asdict(model.cfg),
+        "git": git_info(),
+    }
+    write_json(args.out, metrics)
+    if args.features_out is not None:
+        args.features_out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            args.features_out,
+            test=test.numpy(),
+            test_labels=test_labels.numpy(),
+            train=train.numpy(),
+            train_labels=train_labels.numpy(),
+        )
+    log.info("retrieval %s", " ".join(f"top{k} {v:.2f}" for k, v in acc.items()))
+    return 0

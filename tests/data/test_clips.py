@@ -1,0 +1,118 @@
+"""Clip sampling and ClipDataset on a real extracted store."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from sstl.config import StoreConfig
+from sstl.data.clips import ClipDataset, collate, random_window, uniform_clips
+from sstl.data.extract import extract_shard, split_entries
+from sstl.data.store import StoreReader
+
+
+@pytest.fixture(scope="module")
+def store_manifest(tmp_path_factory, ucf_source) -> tuple[pd.DataFrame, object]:
+    """The UCF101-layout source extracted at short side 32 (fast): (manifest rows, store)."""
+    root = tmp_path_factory.mktemp("clips_store")
+    entries = split_entries("ucf101", ucf_source / "splits", 1)
+    df = extract_shard(
+        entries,
+        ucf_source / "videos",
+        root,
+        StoreConfig(short_side=32),
+        (0, 1),
+        root / "0-of-1.csv",
+        progress=False,
+    )
+    return df, root
+
+
+def test_random_window_consecutive_and_position():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        idx, pos = random_window(100, 28, g)
+        assert idx == list(range(idx[0], idx[0] + 28)) and 0 <= idx[0] <= 72
+        assert pos == pytest.approx((idx[0] + 13.5) / 100) and 0 <= pos <= 1
+    starts = {random_window(30, 28, g)[0][0] for _ in range(200)}
+    assert starts == {0, 1, 2}  # every start is reachable
+
+
+def test_random_window_short_video_repeats_last_frame():
+    g = torch.Generator().manual_seed(0)
+    idx, pos = random_window(5, 8, g)
+    assert idx == [0, 1, 2, 3, 4, 4, 4, 4] and pos == pytest.approx(2 / 5)
+    assert random_window(1, 3, g) == ([0, 0, 0], 0.0)
+    with pytest.raises(ValueError, match="num_frames=0"):
+        random_window(0, 3, g)
+
+
+def test_uniform_clips_span_the_video():
+    clips = uniform_clips(100, 16, 5)
+    assert [c[0] for c in clips] == [0, 21, 42, 63, 84] and clips[-1][-1] == 99
+    assert all(c == list(range(c[0], c[0] + 16)) for c in clips)
+    assert uniform_clips(100, 16, 1) == [list(range(42, 58))]  # one clip: the centre one
+    short = uniform_clips(10, 16, 3)
+    assert len(short) == 3 and all(c == [*range(10), *[9] * 6] for c in short)
+
+
+def test_dataset_window_mode(store_manifest):
+    df, root = store_manifest
+    ds = ClipDataset(df, root, mode="window", clip_len=16, window=28, seed=3)
+    assert len(ds) == (df["status"] == "ok").sum() == 6
+    ok = df[df["status"] == "ok"].reset_index(drop=True)
+    for i in range(len(ds)):
+        item = ds[i]
+        assert item["frames"].shape == (28, 32, 42, 3) and item["frames"].dtype == torch.uint8
+        assert item["label"] == ok.loc[i, "label"] and item["index"] == i
+        info = ds.clip(i)
+        assert item["position"] == info.position and 0 <= info.position <= 1
+        expected = StoreReader(root / ok.loc[i, "path"]).read(info.indices)
+        assert torch.equal(item["frames"], expected)
+    assert torch.equal(ds[2]["frames"], ds[2]["frames"])  # same epoch, same window
+    first = [ds.clip(i).start for i in range(len(ds))]
+    ds.set_epoch(1)
+    assert [ds.clip(i).start for i in range(len(ds))] != first
+
+
+def test_dataset_uniform_mode_and_transform(store_manifest):
+    df, root = store_manifest
+
+    def transform(sample):
+        g = sample["generator"]  # the item's seeded stream
+        return {**sample, "frames": sample["frames"][:, ::2], "noise": torch.rand(1, generator=g)}
+
+    ds = ClipDataset(df, root, mode="uniform", clip_len=8, num_clips=3, transform=transform)
+    item = ds[0]
+    assert item["frames"].shape == (3, 4, 32, 42, 3) and item["position"] == 0.5
+    assert "generator" not in item and torch.equal(item["noise"], ds[0]["noise"])
+    batch = collate([ds[0], ds[1]])
+    assert batch["frames"].shape == (2, 3, 4, 32, 42, 3)
+    assert batch["position"].dtype == torch.float32 and batch["index"].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="mode"):
+        ClipDataset(df, root, mode="dense")
+
+
+def _epoch_batches(loader, ds, epoch):
+    ds.set_epoch(epoch)
+    return [b for b in loader]
+
+
+def test_same_samples_whatever_the_number_of_workers(store_manifest):
+    df, root = store_manifest
+    ds = ClipDataset(df, root, mode="window", window=20, seed=7)
+    serial = DataLoader(ds, batch_size=2, num_workers=0, collate_fn=collate)
+    parallel = DataLoader(
+        ds, batch_size=2, num_workers=2, collate_fn=collate, persistent_workers=True
+    )
+    for epoch in (0, 1):  # persistent workers see set_epoch through shared memory
+        a, b = _epoch_batches(serial, ds, epoch), _epoch_batches(parallel, ds, epoch)
+        assert len(a) == len(b) == 3
+        for x, y in zip(a, b, strict=True):
+            assert torch.equal(x["frames"], y["frames"]) and torch.equal(x["label"], y["label"])
+            assert torch.equal(x["position"], y["position"])
+    assert not torch.equal(
+        _epoch_batches(serial, ds, 0)[0]["position"], _epoch_batches(serial, ds, 1)[0]["position"]
+    )

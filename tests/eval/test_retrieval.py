@@ -1,0 +1,321 @@
+"""Top-k retrieval against a brute-force reference (explicit loops, float64), both backends."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sstl.eval.retrieval import (
+    TIE_TOL,
+    center_normalize,
+    l2_normalize,
+    nearest,
+    topk_accuracy,
+    video_mean,
+)
+
+BACKENDS = ("faiss", "torch")
+
+
+def brute_force(query, qlab, gallery, glab, ks):
+    """The documented rule, by hand: hit at k if any gallery item of the query's class is at
+    least as similar as the k-th most similar item (minus the tie tolerance)."""
+    out = {}
+    for k in ks:
+        hits = 0
+        for i in range(len(query)):
+            q = np.asarray(query[i], dtype=np.float64)
+            q = q / np.linalg.norm(q)
+            sims = []
+            for j in range(len(gallery)):
+                g = np.asarray(gallery[j], dtype=np.float64)
+                sims.append(float(q @ (g / np.linalg.norm(g))))
+            kth = sorted(sims, reverse=True)[min(k, len(sims)) - 1]
+            hits += any(s >= kth - TIE_TOL and glab[j] == qlab[i] for j, s in enumerate(sims))
+        out[k] = 100.0 * hits / len(query)
+    return out
+
+
+def conventional(query, qlab, gallery, glab, ks):
+    """'class among the labels of the k nearest' via a full argsort (equal to the rule w/o ties)."""
+    q, g = l2_normalize(query), l2_normalize(gallery)
+    order = np.argsort(-(q.astype(np.float64) @ g.T.astype(np.float64)), axis=1)
+    return {k: 100.0 * np.mean([qlab[i] in glab[order[i, :k]] for i in range(len(q))]) for k in ks}
+
+
+@pytest.fixture
+def random_set():
+    rng = np.random.default_rng(0)
+    query = rng.standard_normal((40, 16)).astype(np.float32) * 3.0  # not unit: normalised inside
+    gallery = rng.standard_normal((120, 16)).astype(np.float32)
+    return query, rng.integers(0, 5, 40), gallery, rng.integers(0, 5, 120)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_brute_force_on_random_features(random_set, backend):
+    ks = (1, 5, 10, 20, 50)
+    got = topk_accuracy(*random_set, ks=ks, backend=backend)
+    ref = brute_force(*random_set, ks)
+    assert got == pytest.approx(ref)
+    assert got == pytest.approx(conventional(*random_set, ks))  # no ties in random data
+    assert got[1] < got[50] <= 100.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_between_duplicate_gallery_items_count_as_hits(backend):
+    # Gallery items 0 and 1 are the same vector with classes 0 and 1; every query is nearest to
+    # it. Whichever of the two a backend returns first, both classes are hits at k = 1.
+    rng = np.random.default_rng(1)
+    base = np.zeros((1, 8), np.float32)
+    base[0, 0] = 1.0
+    others = rng.standard_normal((10, 8)).astype(np.float32)
+    others[:, 0] = -5.0  # far from base
+    gallery = np.concatenate([base, base, others])
+    glab = np.array([0, 1] + [2] * 10)
+    query = base + 0.01 * rng.standard_normal((6, 8)).astype(np.float32)
+    qlab = np.array([0, 1, 0, 1, 2, 3])
+    got = topk_accuracy(query, qlab, gallery, glab, ks=(1, 2, 3), backend=backend)
+    ref = brute_force(query, qlab, gallery, glab, (1, 2, 3))
+    assert got == pytest.approx(ref)
+    assert got[1] == pytest.approx(100.0 * 4 / 6)  # classes 0 and 1 hit; 2 only at k = 3
+    assert got[3] == pytest.approx(100.0 * 5 / 6)  # class 3 is not in the gallery: never a hit
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_with_many_duplicates_beyond_the_kept_neighbours(backend):
+    # 30 copies of one vector, class 0 only at the last copy: with max(ks) = 5 kept neighbours
+    # the backend may return any 5 copies; the rule still sees the class-0 copy as tied.
+    gallery = np.tile(np.eye(4, dtype=np.float32)[:1], (30, 1))
+    gallery = np.concatenate([gallery, np.eye(4, dtype=np.float32)[1:]])
+    glab = np.array([1] * 29 + [0] + [2, 3, 4])
+    query = np.array([[1.0, 0.1, 0.0, 0.0]], np.float32)
+    got = topk_accuracy(query, [0], gallery, glab, ks=(1, 5), backend=backend)
+    assert got == {1: 100.0, 5: 100.0}
+    assert got == pytest.approx(brute_force(query, [0], gallery, glab, (1, 5)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_k_larger_than_a_class_and_than_the_gallery(backend):
+    rng = np.random.default_rng(2)
+    gallery = rng.standard_normal((7, 6)).astype(np.float32)
+    glab = np.array([0, 0, 1, 1, 1, 2, 2])  # every class has <= 3 items
+    query = rng.standard_normal((9, 6)).astype(np.float32)
+    qlab = rng.integers(0, 4, 9)  # class 3 is absent from the gallery
+    ks = (1, 3, 4, 7, 50)
+    got = topk_accuracy(query, qlab, gallery, glab, ks=ks, backend=backend)
+    assert got == pytest.approx(brute_force(query, qlab, gallery, glab, ks))
+    present = 100.0 * np.mean(qlab != 3)
+    assert got[7] == pytest.approx(present)  # whole gallery: every present class is a hit
+    assert got[50] == got[7]
+
+
+def test_backends_agree_on_a_larger_set_and_accept_tensors():
+    rng = np.random.default_rng(3)
+    q, g = rng.standard_normal((300, 32)), rng.standard_normal((2000, 32))
+    ql, gl = rng.integers(0, 20, 300), rng.integers(0, 20, 2000)
+    a = topk_accuracy(q, ql, g, gl, backend="faiss")
+    b = topk_accuracy(torch.from_numpy(q), torch.from_numpy(ql), g, gl, backend="torch")
+    assert a == pytest.approx(b)
+    assert a == pytest.approx(conventional(q, ql, g, gl, (1, 5, 10, 20, 50)))
+    sf, i_f = nearest(l2_normalize(q), l2_normalize(g), 50, "faiss")
+    st, i_t = nearest(l2_normalize(q), l2_normalize(g), 50, "torch")
+    assert sf.shape == i_f.shape == (300, 50)
+    assert np.allclose(sf, st, atol=1e-5)
+    assert np.all(np.diff(sf, axis=1) <= 1e-6)  # best first
+    assert all(set(x) == set(y) for x, y in zip(i_f, i_t, strict=True))
+
+
+def test_video_mean_protocol():
+    rng = np.random.default_rng(4)
+    feats = rng.standard_normal((12, 10, 8)).astype(np.float32)  # 12 videos x 10 clips
+    vm = video_mean(feats)
+    assert vm.shape == (12, 8)
+    for n in range(12):
+        assert np.allclose(vm[n], sum(feats[n, c] for c in range(10)) / 10, atol=1e-6)
+    labels = np.arange(12) % 3
+    got = topk_accuracy(vm[:4], labels[:4], vm[4:], labels[4:], ks=(1, 3), backend="torch")
+    assert got == pytest.approx(brute_force(vm[:4], labels[:4], vm[4:], labels[4:], (1, 3)))
+
+
+def test_center_normalize_protocol():
+    rng = np.random.default_rng(5)
+    offset = np.full(8, 4.0, np.float32)  # a shared offset makes raw cosine similarities useless
+    gallery = rng.standard_normal((50, 8)).astype(np.float32) + offset
+    query = rng.standard_normal((20, 8)).astype(np.float32) + offset
+    q, g = center_normalize(query, gallery)
+    mean = gallery.astype(np.float64).mean(0)
+    for i in range(20):
+        ref = (query[i] - mean) / np.linalg.norm(query[i] - mean)
+        assert np.allclose(q[i], ref, atol=1e-5)
+    assert np.allclose(np.linalg.norm(g, axis=1), 1.0, atol=1e-5)
+    raw = l2_normalize(gallery)
+    assert (raw @ raw.T).min() > 0.3 and (g @ g.T).min() < -0.3  # centring removed the offset
+    assert not np.allclose(query, q)  # inputs untouched, new arrays returned
+    ql, gl = rng.integers(0, 4, 20), rng.integers(0, 4, 50)
+    ref = brute_force(
+        [x - mean for x in query.astype(np.float64)],
+        ql,
+        [x - mean for x in gallery.astype(np.float64)],
+        gl,
+        (1, 5),
+    )
+    assert topk_accuracy(q, ql, g, gl, ks=(1, 5)) == pytest.approx(ref)
+
+
+def test_l2_normalize_keeps_unit_inputs_in_place():
+    x = l2_normalize(np.random.default_rng(6).standard_normal((5, 4)))
+    assert l2_normalize(x) is x  # no copy of a gallery that is already normalised
+    z = l2_normalize(np.zeros((2, 4)))
+    assert np.all(z == 0)
+
+
+def test_errors_name_the_bad_value():
+    g = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="query dim 5"):
+        topk_accuracy(np.ones((2, 5)), [0, 1], g, [0, 1, 2])
+    with pytest.raises(ValueError, match="query_labels"):
+        topk_accuracy(np.ones((2, 4)), [0], g, [0, 1, 2])
+    with pytest.raises(ValueError, match="ks"):
+        topk_accuracy(np.ones((2, 4)), [0, 1], g, [0, 1, 2], ks=(0,))
+    with pytest.raises(ValueError, match="backend"):
+        topk_accuracy(np.ones((2, 4)), [0, 1], g, [0, 1, 2], backend="annoy")
+
+
+# --- the protocol switches and `sstl retrieve` end to end --------------------------------------
+
+
+def test_retrieval_sets_clip_and_video_mean_protocols():
+    from sstl.config import RetrievalConfig
+    from sstl.eval.retrieve import retrieval_sets
+
+    gen = torch.Generator().manual_seed(0)
+    test, train = torch.randn(2, 3, 4, generator=gen), torch.randn(5, 3, 4, generator=gen)
+    tl, gl = torch.tensor([1, 0]), torch.tensor([0, 1, 1, 2, 0])
+    q, ql, g, gll = retrieval_sets(test, tl, train, gl, RetrievalConfig(clips=3))
+    assert q.shape == (6, 4) and g.shape == (15, 4)
+    assert ql.tolist() == [1, 1, 1, 0, 0, 0] and gll.tolist()[:6] == [0, 0, 0, 1, 1, 1]
+    assert np.allclose(q[4], l2_normalize(test[1, 1:2].numpy())[0], atol=1e-6)  # video 1 clip 1
+    q, ql, g, _ = retrieval_sets(test, tl, train, gl, RetrievalConfig(protocol="video_mean"))
+    assert q.shape == (2, 4) and ql.tolist() == [1, 0]
+    assert np.allclose(q[0], l2_normalize(test[0].mean(0, keepdim=True).numpy())[0], atol=1e-6)
+    q, _, g, _ = retrieval_sets(test, tl, train, gl, RetrievalConfig(center=True))
+    ref_q, ref_g = center_normalize(test.reshape(-1, 4), train.reshape(-1, 4))
+    assert np.allclose(q, ref_q) and np.allclose(g, ref_g)
+
+
+def test_scratch_model_is_seeded(h):
+    from sstl.config import ModelConfig
+    from sstl.eval.retrieve import build_model
+
+    cfg = ModelConfig(**h.tiny_model)
+    a, info = build_model("scratch", cfg, seed=3)
+    b, _ = build_model("scratch", cfg, seed=3)
+    c, _ = build_model("scratch", cfg, seed=4)
+    key = "backbone.stem.0.weight"
+    assert info == {"path": "scratch", "sha256": None, "seed": 3}
+    assert torch.equal(a.state_dict()[key], b.state_dict()[key])
+    assert not torch.equal(a.state_dict()[key], c.state_dict()[key])
+
+
+def _retrieve(h, data, weights, retrieval, out):
+    cfg = {
+        "retrieval": {
+            "clips": 3,
+            "clip_len": h.clip_len,
+            "crop_size": h.crop,
+            "batch_size": 4,
+            "workers": 0,
+            "device": "cpu",
+            **retrieval,
+        },
+        "model": h.tiny_model,
+        "seed": 0,
+    }
+    return h.run_sstl(
+        "retrieve",
+        "--cfg",
+        h.json(cfg),
+        "--manifest",
+        str(data.manifest),
+        "--store",
+        str(data.store),
+        "--weights",
+        str(weights),
+        "--out",
+        str(out / "metrics.json"),
+        "--features-out",
+        str(out / "feats.npz"),
+    )
+
+
+def test_retrieve_cli_scratch_clip_protocol(tiny_data, h, tmp_path):
+    proc = _retrieve(h, tiny_data, "scratch", {"ks": [1, 5, 50]}, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["ks"] == [1, 5, 50] and {"top1", "top5", "top50"} <= m.keys()
+    assert m["num_queries"] == 3 * tiny_data.test_videos
+    assert m["num_gallery"] == 3 * tiny_data.train_videos
+    assert m["protocol"] == {
+        "layer": "projection",
+        "clips": 3,
+        "clip_len": h.clip_len,
+        "protocol": "clip",
+        "center": False,
+        "backend": "faiss",
+        "crop_size": h.crop,
+    }
+    assert m["weights"]["path"] == "scratch" and "sha" in m["git"]
+    assert m["top50"] == 100.0  # k beyond the 48 gallery clips: every class is found
+    f = np.load(tmp_path / "feats.npz")
+    assert f["test"].shape == (tiny_data.test_videos, 3, 8) and f["train"].shape[0] == 48 // 3
+    ref = topk_accuracy(
+        f["test"].reshape(-1, 8),
+        np.repeat(f["test_labels"], 3),
+        f["train"].reshape(-1, 8),
+        np.repeat(f["train_labels"], 3),
+        ks=(1, 5),
+    )
+    assert ref[1] == pytest.approx(m["top1"]) and ref[5] == pytest.approx(m["top5"])
+
+
+def test_retrieve_cli_weights_backbone_video_mean_center(
+    tiny_data, pretrained_weights, h, tmp_path
+):
+    switches = {
+        "layer": "backbone",
+        "protocol": "video_mean",
+        "center": True,
+        "backend": "torch",
+        "ks": [1, 5],
+    }
+    proc = _retrieve(h, tiny_data, pretrained_weights, switches, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["num_queries"] == tiny_data.test_videos and m["num_gallery"] == tiny_data.train_videos
+    assert m["protocol"]["layer"] == "backbone" and m["protocol"]["center"] is True
+    assert len(m["weights"]["sha256"]) == 64
+    f = np.load(tmp_path / "feats.npz")
+    assert f["test"].shape == (tiny_data.test_videos, 3, 32)  # pooled r3d_tiny width 4: 32-d
+    q, g = center_normalize(video_mean(f["test"]), video_mean(f["train"]))
+    ref = brute_force(q, f["test_labels"], g, f["train_labels"], (1, 5))
+    assert m["top1"] == pytest.approx(ref[1]) and m["top5"] == pytest.approx(ref[5])
+
+
+def test_retrieve_cli_rejects_unknown_settings(tiny_data, h, tmp_path):
+    proc = h.run_sstl(
+        "retrieve",
+        "--cfg",
+        '{"retrieval": {"layr": "x"}}',
+        "--manifest",
+        str(tiny_data.manifest),
+        "--store",
+        str(tiny_data.store),
+        "--weights",
+        "scratch",
+        "--out",
+        str(tmp_path / "m.json"),
+    )
+    assert proc.returncode == 2 and "layr" in proc.stderr

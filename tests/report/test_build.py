@@ -1,0 +1,176 @@
+"""``sstl report`` end to end on fixed runs: files, report.md content, summary.json, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import subprocess
+import sys
+import typing
+
+import pytest
+from PIL import Image
+
+from sstl import config as C
+from sstl.report.build import NOTES, cli, learning_is_real, validate_figures
+from sstl.report.paper import load_paper
+from sstl.report.tables import validate_spec
+
+
+def run_report(tmp_path, spec, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sstl.cli",
+            "report",
+            "--spec",
+            json.dumps(spec),
+            "--runs",
+            "runs",
+            "--out",
+            "results",
+            *extra,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, make_demo_runs, make_demo_spec):
+    """One real ``sstl report`` subprocess on the demo runs, shared by this module's tests."""
+    root = tmp_path_factory.mktemp("report")
+    make_demo_runs(root / "runs")
+    (root / "config.yaml").write_text("seed: 0\n")
+    manifest = root / "data/synthetic/manifest.csv"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("id,path,label\nA/v1,A/v1.mp4,0\n")
+    proc = run_report(
+        root, make_demo_spec(), "--config", "config.yaml", "--manifests", str(manifest)
+    )
+    assert proc.returncode == 0, proc.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(workdir):
+    return workdir / "results"
+
+
+def test_outputs(built):
+    for i in range(1, 6):
+        for ext in ("csv", "md", "tex"):
+            assert (built / f"tables/table{i}.{ext}").stat().st_size > 200
+    for i in (1, 2, 4, 5):
+        with Image.open(built / f"figures/figure{i}.png") as img:
+            assert img.format == "PNG" and img.size[0] >= 800
+
+
+def test_report_md(built, workdir):
+    text = (built / "report.md").read_text()
+    for i in range(1, 6):
+        assert f"## Table {i}" in text and f"**Table {i}:" in text
+    for i in (1, 2, 4, 5):
+        assert f"![figure{i}](figures/figure{i}.png)" in text
+    assert (built / "figures/figure1.png").is_file()  # the links are relative to report.md
+    assert NOTES.read_text() in text  # notes included verbatim
+    for c in load_paper()["contradictions"]:
+        assert c["says"] in text
+    config_sha = hashlib.sha256(b"seed: 0\n").hexdigest()
+    assert f"config config.yaml sha256 {config_sha}" in text
+    assert "config hash 0123456789abcdef" in text
+    manifest_sha = hashlib.sha256((workdir / "data/synthetic/manifest.csv").read_bytes())
+    assert manifest_sha.hexdigest() in text
+    # the retrieval protocol, read from the metrics files
+    assert "layer `projection`, 10 clips per video, protocol `clip`" in text
+    assert "centring off" in text
+    # learning is real: SSTL 62.5 / 40.0 vs scratch 25.0 / 15.0 vs no temp 50.0 / 30.0
+    assert "| SSTL | sstl | 40.0 | 62.5 |" in text
+    assert "SSTL - Random init (finetune top-1): +37.5 points" in text
+    assert "SSTL - SSTL (w/o temp aug) (retrieval top-1): +10.0 points" in text
+    # missing analysis of sstl_no_temp is explained under Figures 1 and 2
+    assert "sstl_wo_temp: not run: runs/analysis/sstl_no_temp/synthetic/similarity.json" in text
+
+
+def test_summary(built):
+    summary = json.loads((built / "summary.json").read_text())
+    assert summary["finetune"]["sstl"]["synthetic"]["top1"] == 62.5
+    assert summary["retrieval"]["scratch"]["synthetic"]["top50"] == 55.0
+    assert summary["analysis"]["sstl"]["synthetic"]["figure1_mean"]["0"] > 0.9
+    sstl = next(r for r in summary["tables"]["table1"] if r["Method"] == "SSTL")
+    assert sstl["UCF101 ours"] == 62.5 and sstl["UCF101 paper"] == 79.1
+    assert summary["learning_is_real"]["models"]["SSTL"]["finetune"]["top1"] == 62.5
+    assert summary["provenance"]["manifests"]["synthetic"]["path"].endswith("manifest.csv")
+
+
+def test_learning_is_real_margins(demo_runs, demo_spec):
+    real = learning_is_real(validate_figures(validate_spec(demo_spec)), demo_runs)
+    m = real["margins"]["SSTL - Random init (retrieval top-1)"]
+    assert m["margin"] == pytest.approx(25.0)
+    # binomial standard errors over 64 test videos (640 queries / 10 clips)
+    se = [math.sqrt(p * (100 - p) / 64) for p in (40.0, 15.0)]
+    assert m["ci95"] == pytest.approx(1.96 * math.hypot(*se))
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"table4": {"row9": "x"}}, "table4.row9: not a reproducible row"),
+        ({"figure4": {"experiments": {"a": {"batch": 1}}}}, "figure4.experiments.a"),
+        ({"figure5": {"with": "sstl"}}, "figure5: unknown key 'with'"),
+    ],
+)
+def test_bad_spec_exits_with_message(tmp_path, demo_spec, capsys, change, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(
+            [
+                "--spec",
+                json.dumps({**demo_spec, **change}),
+                "--runs",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+SECTIONS = {
+    "pretrain": C.PretrainConfig,
+    "finetune": C.FinetuneConfig,
+    "retrieval": C.RetrievalConfig,
+    "evaluate": C.EvalConfig,
+    "store": C.StoreConfig,
+    "analysis": C.AnalysisConfig,
+}
+EXTRA = {"finetune": {"datasets"}, "retrieval": {"datasets"}, "analysis": {"dataset"}}
+
+
+def test_notes_name_real_config_keys():
+    """Every `section.key` the notes cite resolves to a field of sstl/config.py."""
+    sections = "|".join(SECTIONS)
+    pattern = rf"`((?:{sections})\.[a-z_.]+)(?::[^`]*)?`"  # `key` or `key: value`
+    keys = re.findall(pattern, NOTES.read_text())
+    assert len(keys) > 25
+    for key in keys:
+        section, *path = key.split(".")
+        cls = SECTIONS[section]
+        for i, name in enumerate(path):
+            if i == 0 and name in EXTRA.get(section, ()):
+                break
+            fields = {f.name for f in dataclasses.fields(cls)}
+            assert name in fields, f"notes.md cites {key}, but {cls.__name__} has no {name}"
+            cls = typing.get_type_hints(cls)[name]
+            if not dataclasses.is_dataclass(cls):
+                assert i == len(path) - 1, key
+                break
+    for short in ("rule", "momentum", "share_views", "layer", "protocol", "center", "batch_size"):
+        assert short in " ".join(keys)

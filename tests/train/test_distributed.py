@@ -1,0 +1,186 @@
+"""Launcher detection, the resumable sampler, 2-process gloo collectives and DDP == 1 process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from sstl.train.distributed import (
+    DistEnv,
+    ResumableSampler,
+    all_gather_with_grad,
+    convert_sync_batchnorm,
+    detect_env,
+    first_host,
+)
+
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("SLURM_") or key in LAUNCH_VARS:
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_single_process_without_launcher(clean_env):
+    env = detect_env("cpu")
+    assert (env.rank, env.world_size, env.distributed, env.is_main) == (0, 1, False, True)
+    assert env.backend == "gloo" and env.device == torch.device("cpu")
+
+
+def test_torchrun_variables(clean_env):
+    for key, value in zip(LAUNCH_VARS, ("3", "4", "1", "10.0.0.7", "29999"), strict=True):
+        clean_env.setenv(key, value)
+    env = detect_env("cpu")
+    assert (env.rank, env.world_size, env.local_rank) == (3, 4, 1)
+    assert (env.master_addr, env.master_port) == ("10.0.0.7", 29999)
+
+
+def test_srun_variables_derive_master_from_nodelist_and_job(clean_env, tmp_path):
+    clean_env.setenv("PATH", str(tmp_path))  # no scontrol: the node-list parser answers
+    clean_env.setenv("SLURM_PROCID", "5")
+    clean_env.setenv("SLURM_NTASKS", "8")
+    clean_env.setenv("SLURM_LOCALID", "1")
+    clean_env.setenv("SLURM_JOB_NODELIST", "gpu[03-04,09],cpu1")
+    clean_env.setenv("SLURM_JOB_ID", "123456")
+    env = detect_env("cpu")
+    assert (env.rank, env.world_size, env.local_rank) == (5, 8, 1)
+    assert env.master_addr == "gpu03"
+    assert env.master_port == 15000 + 123456 % 20000
+
+
+def test_single_task_slurm_job_is_one_process(clean_env):
+    clean_env.setenv("SLURM_PROCID", "0")
+    clean_env.setenv("SLURM_NTASKS", "1")
+    assert detect_env("cpu").world_size == 1
+
+
+@pytest.mark.parametrize(
+    ("nodelist", "host"),
+    [("node07", "node07"), ("gpu[03-05,09]", "gpu03"), ("a-[1-2],b3", "a-1"), ("x1,x2", "x1")],
+)
+def test_first_host_parser(clean_env, tmp_path, nodelist, host):
+    clean_env.setenv("PATH", str(tmp_path))
+    assert first_host(nodelist) == host
+
+
+def test_first_host_asks_scontrol_when_present(clean_env, tmp_path):
+    script = tmp_path / "scontrol"
+    script.write_text('#!/bin/sh\n[ "$1 $2" = "show hostnames" ] && printf "alpha\\nbeta\\n"\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    clean_env.setenv("PATH", str(tmp_path))
+    assert first_host("weird[1-2]") == "alpha"
+
+
+def test_resumable_sampler_skips_consumed_batches_and_matches_one_process():
+    data = list(range(23))
+    one = ResumableSampler(data, DistEnv(), batch_per_rank=4, seed=3)
+    one.set_epoch(2)
+    full = list(one)
+    assert one.batches_per_epoch() == 5 and len(full) == 23
+    one.set_epoch(2, start_batch=3)
+    assert list(one) == full[12:] and len(one) == len(full) - 12
+    # two ranks with 2 each: global batch k holds the same videos as the 1-process batch k
+    ranks = [ResumableSampler(data, DistEnv(rank=r, world_size=2), 2, seed=3) for r in (0, 1)]
+    for s in ranks:
+        s.set_epoch(2, start_batch=1)
+    per_rank = [list(s) for s in ranks]
+    for k in range(4):
+        union = set(per_rank[0][2 * k : 2 * k + 2]) | set(per_rank[1][2 * k : 2 * k + 2])
+        assert union == set(full[4 * (k + 1) : 4 * (k + 2)])
+
+
+def _collectives_worker(rank: int, port: int, queue: mp.Queue) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        x_all = torch.randn(6, 4, 3, 2, 2)  # the global batch; rank r holds rows 3r..3r+2
+        x = x_all[3 * rank : 3 * rank + 3].clone().requires_grad_(True)
+        # gather with gradient: a global loss on every rank -> DDP-style average is exact
+        g = all_gather_with_grad(x.flatten(1))
+        loss = (g.sum(1) ** 2).mean()
+        loss.backward()
+        grad_gather = x.grad.clone() / 2  # DDP divides the summed gradient by the world size
+        # BatchNorm statistics over both ranks
+        bn = convert_sync_batchnorm(nn.Sequential(nn.BatchNorm3d(4)), torch.device("cpu"))
+        x.grad = None
+        y = bn(x)
+        (y * torch.arange(4.0).view(1, 4, 1, 1, 1)).pow(2).sum().backward()
+        queue.put((rank, grad_gather, y.detach(), x.grad.clone(), bn[0].running_var.clone()))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gather_gradient_and_global_batchnorm_equal_one_process():
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_collectives_worker, args=(r, port, queue)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    results = dict((r, rest) for r, *rest in (queue.get(timeout=120) for _ in procs))
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    torch.manual_seed(0)
+    x_all = torch.randn(6, 4, 3, 2, 2).requires_grad_(True)
+    loss = (x_all.flatten(1).sum(1) ** 2).mean()
+    (grad_ref,) = torch.autograd.grad(loss, x_all)
+    bn = nn.BatchNorm3d(4)
+    y_ref = bn(x_all)
+    (y_ref * torch.arange(4.0).view(1, 4, 1, 1, 1)).pow(2).sum().backward()
+    for r in (0, 1):
+        grad_gather, y, grad_bn, running_var = results[r]
+        rows = slice(3 * r, 3 * r + 3)
+        torch.testing.assert_close(grad_gather, grad_ref[rows])
+        torch.testing.assert_close(y, y_ref[rows].detach())
+        torch.testing.assert_close(grad_bn, x_all.grad[rows])
+        torch.testing.assert_close(running_var, bn.running_var)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_equal_one_process(tiny_data, tmp_path, helpers):
+    """Same global batch (8): 2 gloo ranks x 4 == 1 process x 8 (weights and memory bank)."""
+    cfg = helpers.tiny_cfg(optim={"epochs": 2, "batch_size": 8, "lr": 0.1, "ref_batch": 8})
+    states = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"n{nproc}"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+        cmd += ["--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+        cmd += ["-m", "sstl.cli", "pretrain", *helpers.pretrain_argv(tiny_data, out, cfg)]
+        env = helpers.subprocess_env()
+        run = subprocess.run(cmd, env=env, cwd=helpers.REPO, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-3000:]
+        weights = torch.load(out / "weights.pt", weights_only=True)
+        state = torch.load(out / "state" / "resume.pt", weights_only=False)
+        states[nproc] = (weights, state, helpers.read_metrics(out / "metrics.jsonl"))
+    (w1, s1, m1), (w2, s2, m2) = states[1], states[2]
+    assert w2["meta"]["world"] == 2 and w1["meta"]["steps"] == w2["meta"]["steps"] == 4
+    assert w1["meta"]["config_hash"] == w2["meta"]["config_hash"]
+    # same losses step by step, same weights and bank up to float summation order
+    assert [m["step"] for m in m1] == [m["step"] for m in m2] == [1, 2, 3, 4]
+    for a, b in zip(m1, m2, strict=True):
+        assert a["loss_total"] == pytest.approx(b["loss_total"], rel=1e-5, abs=1e-6)
+    assert w1["model"].keys() == w2["model"].keys()
+    for key, value in w1["model"].items():
+        torch.testing.assert_close(w2["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    torch.testing.assert_close(s2["memory"]["memory"], s1["memory"]["memory"], rtol=0, atol=1e-5)
+    assert not torch.equal(s1["memory"]["memory"], torch.zeros_like(s1["memory"]["memory"]))

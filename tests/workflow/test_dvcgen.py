@@ -1,0 +1,130 @@
+"""dvc.yaml: generated from the Snakemake DAG, committed in sync, and readable by DVC itself."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sstl import dvcgen
+from sstl.cli import COMMANDS
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGFILE = "config/config.yaml"
+# `mkdir -p DIRS && [launch.sh N] sstl COMMAND ...`
+CMD = re.compile(r"^mkdir -p (?P<dirs>[^&]+?) && (?:\S*launch\.sh \d+ )?sstl (?P<command>\w+) ")
+
+
+@pytest.fixture(scope="module")
+def generated() -> tuple[str, list[Any]]:
+    """(``dvcgen.generate()`` text, the jobs it was made from), run from the repo root like
+    ``sstl dvc generate``: the relative config path is what lands in ``params:``."""
+    cwd = Path.cwd()
+    os.chdir(REPO)
+    try:
+        text = dvcgen.generate()
+        jobs = dvcgen._jobs(Path("Snakefile"), Path(CONFIGFILE), Path("."))
+    finally:
+        os.chdir(cwd)
+    return text, jobs
+
+
+@pytest.fixture(scope="module")
+def stages(generated) -> dict[str, dict[str, Any]]:
+    return yaml.safe_load(generated[0])["stages"]
+
+
+def test_committed_dvc_yaml_is_up_to_date(generated):
+    committed = (REPO / "dvc.yaml").read_text()
+    if generated[0] != committed:
+        diff = difflib.unified_diff(
+            committed.splitlines(), generated[0].splitlines(), "dvc.yaml", "generated", lineterm=""
+        )
+        pytest.fail(
+            "dvc.yaml is out of date with the Snakemake workflow: run `sstl dvc generate`\n"
+            + "\n".join(list(diff)[:40])
+        )
+
+
+def test_one_stage_per_job(generated, stages):
+    names = {dvcgen._stage_name(j) for j in generated[1]}
+    assert len(names) == len(generated[1]), "two jobs map to the same stage name"
+    assert set(stages) == names
+
+
+def test_commands_make_their_folders_and_run_sstl(stages):
+    for name, stage in stages.items():
+        m = CMD.match(stage["cmd"])
+        assert m, (
+            f"{name}: cmd does not start with `mkdir -p ... && sstl <command>`: {stage['cmd']}"
+        )
+        rule = name.split("-", 1)[0]
+        assert m.group("command") == rule, f"{name} runs `sstl {m.group('command')}`"
+        assert rule in COMMANDS, f"`sstl {rule}` is not a command of sstl.cli"
+        made = set(m.group("dirs").split())
+        for out in stage["outs"] + stage.get("metrics", []):
+            parent = str(Path(out).parent)
+            assert parent == "." or parent in made, f"{name}: mkdir misses {parent} ({out})"
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> bool:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def test_params_name_existing_config_keys(stages, configs):
+    for name, stage in stages.items():
+        for entry in stage.get("params", []):
+            assert list(entry) == [CONFIGFILE], f"{name}: params read {list(entry)}"
+            missing = [k for k in entry[CONFIGFILE] if not _lookup(configs["config"], k)]
+            assert not missing, f"{name}: params name keys absent from {CONFIGFILE}: {missing}"
+    # the training stages depend on their config sections
+    assert any(name.startswith("pretrain-") for name in stages)
+    for name, stage in stages.items():
+        if name.split("-", 1)[0] in ("pretrain", "finetune", "retrieve", "analyse", "evaluate"):
+            assert "experiments" in stage["params"][0][CONFIGFILE], name
+
+
+def test_deps_exist_or_are_produced(stages):
+    produced = {p for s in stages.values() for p in s["outs"] + s.get("metrics", [])}
+    for name, stage in stages.items():
+        code = [d for d in stage["deps"] if d.startswith("sstl/")]
+        assert code, f"{name}: no code dependency"
+        absent = [d for d in code if not (REPO / d).exists()]
+        assert not absent, f"{name}: code deps that do not exist: {absent}"
+        for dep in stage["deps"]:
+            assert dep in code or dep in produced, f"{name}: dep {dep} is made by no stage"
+
+
+def test_outs_cover_every_snakemake_output(generated, stages):
+    for job in generated[1]:
+        stage = stages[dvcgen._stage_name(job)]
+        declared = stage["outs"] + stage.get("metrics", [])
+        assert len(declared) == len(set(declared)), f"{job}: an out is declared twice"
+        wanted = [str(f) for f in job.output] + [str(f) for f in job.log]
+        missing = [f for f in wanted if f not in declared]
+        assert not missing, f"{dvcgen._stage_name(job)}: outputs not in outs/metrics: {missing}"
+        for metric in stage.get("metrics", []):
+            assert metric.endswith(".json"), metric
+
+
+def test_dvc_reads_the_file():
+    dvc = Path(sys.executable).parent / "dvc"
+    cmd = [str(dvc) if dvc.exists() else "dvc", "dag", "--md"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    committed = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    absent = [name for name in committed if f'"{name}"' not in proc.stdout]
+    assert not absent, f"`dvc dag` lacks stages {absent}:\n{proc.stdout[:2000]}"
+    assert "-->" in proc.stdout  # the stages are connected through their deps and outs

@@ -1,0 +1,250 @@
+"""sstl.pipeline: how the config becomes each rule's ``--cfg`` JSON, resources and report spec."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sstl import config as C
+from sstl import pipeline as P
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --- deep_merge ----------------------------------------------------------------------------------
+
+
+def test_deep_merge_merges_mappings_and_replaces_the_rest():
+    base = {"a": {"x": 1, "y": {"p": 1, "q": 2}}, "b": [1, 2], "c": 3}
+    over = {"a": {"y": {"q": 20}, "z": 5}, "b": [9], "c": {"new": 1}}
+    assert P.deep_merge(base, over) == {
+        "a": {"x": 1, "y": {"p": 1, "q": 20}, "z": 5},
+        "b": [9],  # lists replace, never concatenate
+        "c": {"new": 1},
+    }
+
+
+def test_deep_merge_copies_and_accepts_none():
+    base = {"a": {"x": [1]}}
+    over = {"b": {"y": [2]}}
+    merged = P.deep_merge(base, over)
+    merged["a"]["x"].append(99)
+    merged["b"]["y"].append(99)
+    assert base == {"a": {"x": [1]}} and over == {"b": {"y": [2]}}  # inputs untouched
+    assert P.deep_merge(base, None) == base and P.deep_merge(base, None) is not base
+    assert P.deep_merge({"a": {"x": 1}}, {"a": None}) == {"a": None}  # explicit null replaces
+
+
+# --- experiments ------------------------------------------------------------------------------
+
+
+def test_is_scratch(configs):
+    cfg = configs["config"]
+    assert P.is_scratch(cfg, "scratch")
+    assert not P.is_scratch(cfg, "sstl") and not P.is_scratch(cfg, "sstl_no_temp")
+    bare = {**cfg, "experiments": {"plain": None}}  # `plain:` with no body: pretrained
+    assert not P.is_scratch(bare, "plain")
+    with pytest.raises(P.PipelineConfigError, match="'nosuch' is not defined; defined: scratch"):
+        P.is_scratch(cfg, "nosuch")
+
+
+def test_run_experiments_in_config_order(configs):
+    assert P.run_experiments(configs["config"]) == ["sstl", "sstl_no_temp", "scratch"]
+    assert len(P.run_experiments(configs["paper"])) == 21
+
+
+# --- stage_config -----------------------------------------------------------------------------
+
+
+def test_pretrain_stage_applies_the_experiment_override(configs):
+    cfg = configs["config"]
+    base = P.stage_config(cfg, "pretrain", "sstl")
+    notemp = P.stage_config(cfg, "pretrain", "sstl_no_temp")
+    assert base["temporal"] == cfg["pretrain"]["temporal"]
+    assert notemp["temporal"] == {
+        **cfg["pretrain"]["temporal"],
+        "buffer": 0,
+        "n_drop": 0,
+        "speed_distortion": False,
+    }
+    assert {k: v for k, v in notemp.items() if k != "temporal"} == {
+        k: v for k, v in base.items() if k != "temporal"
+    }
+    assert P.stage_config(cfg, "pretrain") == base  # no override: the section itself
+    assert cfg["pretrain"]["temporal"]["buffer"] == 12  # the loaded config is not modified
+
+
+def test_paper_overrides_reach_each_stage(configs):
+    cfg = configs["paper"]
+    f4 = P.stage_config(cfg, "pretrain", "f4_b512_d1024")
+    assert f4["optim"]["batch_size"] == 512 and f4["model"]["proj_dim"] == 1024
+    assert f4["optim"]["epochs"] == 300 and f4["model"]["arch"] == "r3d_18"  # rest inherited
+    # retrieval and analysis embed the experiment's pretraining model
+    assert P.stage_config(cfg, "retrieve", "f4_b512_d1024")["model"]["proj_dim"] == 1024
+    t4 = P.stage_config(cfg, "analyse", "t4_r3")
+    assert t4["temporal"]["buffer"] == 8 and t4["model"]["speed_head"] is False
+
+
+@pytest.mark.parametrize("name", ["config", "tiny", "paper"])
+def test_stage_config_does_not_modify_the_config(configs, name):
+    cfg = configs[name]
+    before = copy.deepcopy(cfg)
+    for stage in ("synthetic", "extract", "evaluate", "pretrain", "finetune"):
+        if stage in cfg:
+            P.stage_config(cfg, stage)  # no experiment: the sections themselves
+    for exp in P.run_experiments(cfg):
+        for stage in ("pretrain", "finetune", "retrieve", "analyse"):
+            P.stage_config(cfg, stage, exp)
+    assert cfg == before, "stage_config changed the config it was given (it must copy)"
+
+
+def test_seed_propagates_unless_set(configs, with_key):
+    cfg = with_key(configs["config"], "seed", 7)
+    assert P.stage_config(cfg, "pretrain", "sstl")["run"]["seed"] == 7
+    assert P.stage_config(cfg, "finetune", "sstl")["run"]["seed"] == 7
+    assert P.stage_config(cfg, "retrieve", "sstl")["seed"] == 7
+    assert P.stage_config(cfg, "analyse", "sstl")["seed"] == 7
+    own = with_key(cfg, "experiments.sstl.pretrain", {"run": {"seed": 3}})
+    assert P.stage_config(own, "pretrain", "sstl")["run"]["seed"] == 3
+    assert P.stage_config(own, "pretrain", "sstl_no_temp")["run"]["seed"] == 7
+
+
+def test_dataset_lists_are_stripped(configs):
+    cfg = configs["config"]
+    assert "datasets" not in P.stage_config(cfg, "finetune", "sstl")
+    assert "datasets" not in P.stage_config(cfg, "retrieve", "sstl")["retrieval"]
+    assert "dataset" not in P.stage_config(cfg, "analyse", "sstl")["analysis"]
+    assert cfg["finetune"]["datasets"] == ["synthetic"]  # stripped from a copy only
+
+
+def test_finetune_inherits_the_pretraining_model(configs, with_key):
+    cfg = configs["config"]
+    assert P.stage_config(cfg, "finetune", "sstl")["model"] == cfg["pretrain"]["model"]
+    own = with_key(cfg, "finetune.model", {"arch": "r3d_18"})
+    assert P.stage_config(own, "finetune", "sstl")["model"] == {"arch": "r3d_18"}
+
+
+@pytest.mark.parametrize("name", ["config", "tiny", "paper"])
+def test_every_stage_config_loads_into_its_dataclass(configs, name):
+    """What a rule passes to ``sstl <stage> --cfg`` is accepted by the dataclasses it builds."""
+    cfg = configs[name]
+    C.load_section(C.SyntheticConfig, cfg.get("synthetic"), "synthetic")
+    C.load_section(C.StoreConfig, P.stage_config(cfg, "extract")["store"], "store")
+    C.load_section(C.EvalConfig, P.stage_config(cfg, "evaluate"), "evaluate")
+    for exp in P.run_experiments(cfg):
+        if not P.is_scratch(cfg, exp):
+            C.load_section(C.PretrainConfig, P.stage_config(cfg, "pretrain", exp), "pretrain")
+        C.load_section(C.FinetuneConfig, P.stage_config(cfg, "finetune", exp), "finetune")
+        rt = P.stage_config(cfg, "retrieve", exp)
+        C.load_section(C.RetrievalConfig, rt["retrieval"], "retrieval")
+        C.load_section(C.ModelConfig, rt["model"], "model")
+        an = P.stage_config(cfg, "analyse", exp)
+        C.load_section(C.AnalysisConfig, an["analysis"], "analysis")
+        C.load_section(C.TemporalConfig, an["temporal"], "temporal")
+
+
+def test_unknown_stage():
+    with pytest.raises(KeyError):
+        P.stage_config({"seed": 0}, "nosuch")
+
+
+# --- datasets -----------------------------------------------------------------------------------
+
+
+def test_used_datasets(configs):
+    assert P.used_datasets(configs["config"]) == ["synthetic"]
+    assert P.used_datasets(configs["paper"]) == ["kinetics400", "ucf101", "hmdb51"]
+    cfg = {
+        "pretrain": {"dataset": "k400"},
+        "finetune": {"datasets": ["ucf101", "hmdb51"]},
+        "retrieval": {"datasets": ["ucf101", "k400"]},
+        "analysis": {"dataset": "hmdb51"},
+    }
+    assert P.used_datasets(cfg) == ["k400", "ucf101", "hmdb51"]  # first use order, no repeats
+
+
+def test_dataset_config(configs):
+    ds = P.dataset_config(configs["paper"], "ucf101")
+    assert isinstance(ds, C.DatasetConfig) and ds.source == "download" and ds.split == 1
+    with pytest.raises(P.PipelineConfigError, match="'kinetics' is used but not defined"):
+        P.dataset_config(configs["paper"], "kinetics")
+
+
+# --- resources and launcher -----------------------------------------------------------------
+
+
+def test_resources_merge_default_and_rule(configs):
+    cfg = configs["config"]
+    default = cfg["resources"]["default"]
+    assert P.resources(cfg, "pretrain") == {**default, "cpus": 2, "mem_mb": 4000, "runtime": 60}
+    assert P.resources(cfg, "report") == default  # no override
+    paper = P.resources(configs["paper"], "pretrain")
+    assert (paper["gpus"], paper["tasks"], paper["nodes"], paper["partition"]) == (32, 32, 4, "gpu")
+    assert P.resources({}, "pretrain") == {}
+    assert cfg["resources"]["default"] == default  # not modified
+
+
+def test_launcher():
+    assert P.launcher(1) == "" and P.launcher(0) == ""
+    script, tasks = P.launcher(4, REPO).split()
+    assert Path(script) == REPO / "workflow" / "scripts" / "launch.sh" and tasks == "4"
+    assert os.access(script, os.X_OK), f"{script} is not executable"
+    assert P.launcher(2).split()[0] == "workflow/scripts/launch.sh"  # relative to the workdir
+
+
+# --- cli_json -----------------------------------------------------------------------------------
+
+
+def test_cli_json_round_trips_through_the_shell():
+    data = {
+        "b": [1, 2.5, None, True],
+        "a": {"text": 'it\'s "quoted" $HOME `x` ; rm -rf /', "unicode": "schön"},
+    }
+    arg = P.cli_json(data)
+    (word,) = shlex.split(arg)  # one shell word
+    assert json.loads(word) == data
+    # a real shell hands the program the same JSON: nothing expanded, nothing split
+    out = subprocess.run(
+        ["bash", "-c", f"printf %s {arg}"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
+    assert json.loads(out) == data
+
+
+def test_cli_json_is_stable_and_compact():
+    one = P.cli_json({"x": 1, "y": {"b": 2, "a": 1}})
+    two = P.cli_json({"y": {"a": 1, "b": 2}, "x": 1})
+    assert one == two  # key order does not change the rule's params
+    assert " " not in shlex.split(one)[0]
+
+
+# --- report spec ------------------------------------------------------------------------------
+
+
+def test_report_spec(configs, with_key):
+    cfg = configs["config"]
+    spec = P.report_spec(cfg)
+    for key, value in cfg["report"].items():
+        assert spec[key] == value
+    assert spec["run"] == ["sstl", "sstl_no_temp", "scratch"]
+    assert spec["experiments"]["scratch"] == cfg["experiments"]["scratch"]["description"]
+    assert set(spec["experiments"]) == set(cfg["experiments"])
+    assert len(spec["config_hash"]) == 16
+    assert P.report_spec(configs["config"])["config_hash"] == spec["config_hash"]
+    changed = with_key(cfg, "pretrain.optim.epochs", 26)
+    assert P.report_spec(changed)["config_hash"] != spec["config_hash"]
+    bare = with_key(cfg, "experiments", {"plain": None})
+    assert P.report_spec(bare)["experiments"] == {"plain": ""}
+    json.loads(shlex.split(P.cli_json(spec))[0])  # goes through --spec
+
+
+def test_final_targets_are_the_report_outputs(configs):
+    targets = P.final_targets(configs["config"])
+    assert targets == P.REPORT_OUTPUTS
+    assert len([t for t in targets if t.startswith("results/tables/")]) == 15  # 5 tables x 3
+    assert {"results/report.md", "results/summary.json"} <= set(targets)
