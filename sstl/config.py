@@ -30,7 +30,7 @@ def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
 @dataclass
 class StoreConfig:
     short_side: int = 128  # frames are resized so the short side is this many pixels
-    codec: Literal["h264", "jpeg"] = "h264"  # h264: 10x smaller than jpeg, see docs/data.md
+    codec: Literal["h264", "jpeg"] = "h264"  # h264: ~8x smaller than jpeg, see docs/data.md
     gop: int = 16  # keyframe interval of the h264 store: bounds the frames decoded per seek
     crf: int = 20  # x264 quality (lower = better, bigger)
     jpeg_quality: int = 90

@@ -199,13 +199,12 @@ def center_crop_normalize(
     """
     *lead, t, h, w, _ = clips.shape
     short = round(size * STORE_SHORT_SIDE / PAPER_CROP)
-    nh, nw = (short, round(w * short / h)) if h <= w else (round(h * short / w), short)
+    # the long side as torchvision's resize computes it (truncated)
+    nh, nw = (short, int(w * short / h)) if h <= w else (int(h * short / w), short)
     x = clips.reshape(-1, h, w, 3).permute(0, 3, 1, 2)  # [N*T, 3, H, W]
     if (nh, nw) != (h, w):
         x = F.interpolate(x.float(), size=(nh, nw), mode="bilinear", antialias=True)
     top, left = round((nh - size) / 2), round((nw - size) / 2)  # torchvision's center_crop
-    if top < 0 or left < 0:
-        raise ValueError(f"crop size={size} does not fit frames of {h}x{w}; lower crop_size")
     x = x[..., top : top + size, left : left + size].float()
     out = _normalize(x.reshape(-1, t, 3, size, size), mean, std, 1 / 255)
     return out.reshape(*lead, 3, t, size, size)

@@ -59,11 +59,14 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def _extract_one(entry: Entry, video_root: Path, store_root: Path, cfg: StoreConfig) -> dict:
+def _extract_one(
+    entry: Entry, video_root: Path, store_root: Path, cfg: StoreConfig, prefix: str = ""
+) -> dict:
     rel, label, class_name, split = entry
     vid = video_id(rel)
     store_rel = vid + store_ext(cfg.codec)
     src, dst = video_root / rel, store_root / store_rel
+    store_rel = str(PurePosixPath(prefix) / store_rel) if prefix else store_rel
     row: dict[str, Any] = dict.fromkeys(MANIFEST_COLUMNS, "")
     row.update(
         id=vid,
@@ -128,11 +131,14 @@ def extract_shard(
     shard: tuple[int, int],
     out_csv: str | os.PathLike,
     progress: bool = True,
+    path_prefix: str = "",
 ) -> pd.DataFrame:
     """Extract shard ``i`` of ``n`` (every n-th entry of the sorted list) and write its CSV.
 
     ``entries``: ``(rel_path, label, class_name, split)`` with ``rel_path`` under
     ``video_root``. Returns the shard's manifest rows (also written to ``out_csv``).
+    ``path_prefix`` is prepended to the manifest ``path`` column: the workflow writes each shard
+    into its own folder ``store/<i>-of-<n>/`` and readers resolve paths against ``store/``.
     """
     i, n = shard
     if not 0 <= i < n:
@@ -141,7 +147,7 @@ def extract_shard(
     video_root, store_root = Path(video_root), Path(store_root)
     rows, reused = [], 0
     for entry in tqdm(mine, desc=f"extract {i}/{n}", file=sys.stderr, disable=not progress):
-        row = _extract_one(entry, video_root, store_root, cfg)
+        row = _extract_one(entry, video_root, store_root, cfg, path_prefix)
         if row["status"] == "reused":
             reused += 1
             row["status"] = "ok"
@@ -223,6 +229,12 @@ def cli_extract(argv: list[str]) -> int:
     ap.add_argument("--dataset", required=True, choices=splits.DATASETS)
     ap.add_argument("--source", required=True, type=Path, help="folder with videos/ and splits/")
     ap.add_argument("--store", required=True, type=Path, help="store folder to write into")
+    ap.add_argument(
+        "--store-root",
+        type=Path,
+        help="folder the manifest paths are relative to (default: --store); --store must be "
+        "inside it",
+    )
     ap.add_argument("--shard", default="0/1", help="i/n: this job's share of the videos")
     ap.add_argument("--cfg", help='JSON: {"store": {StoreConfig fields}, "split": 1}')
     ap.add_argument("--out", required=True, type=Path, help="the shard's manifest CSV")
@@ -254,7 +266,15 @@ def cli_extract(argv: list[str]) -> int:
         },
     )
     entries = split_entries(args.dataset, args.source / "splits", split)
-    extract_shard(entries, args.source / "videos", args.store, cfg, shard, args.out)
+    root = args.store_root or args.store
+    try:
+        prefix = args.store.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        ap.error(f"--store {args.store} is not inside --store-root {root}")
+    prefix = "" if prefix == "." else prefix
+    extract_shard(
+        entries, args.source / "videos", args.store, cfg, shard, args.out, path_prefix=prefix
+    )
     return 0
 
 

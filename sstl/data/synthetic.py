@@ -1,28 +1,22 @@
 """The embedded synthetic dataset: real video files whose classes are defined by MOTION only.
 
-Each video shows one textured object moving over a static background. The class is the motion
-(``MOTIONS``); everything a single frame shows is drawn per video independently of the class:
-shape, colour, texture, background, size, orientation and position. Motion also varies within a
-class (speed +-25%, phase, start position), so a model must read temporal features to classify.
+One textured object moves over a static background; the class is the motion (``MOTIONS``). All a
+single frame shows is drawn per video independently of the class (shape, colour, texture,
+background, size, orientation, position), and motion varies within a class (speed +-25%, phase),
+so a model must learn temporal features. The palette is deliberately SMALL (4 shapes x 3 colours x
+3 textures x 3 backgrounds with fixed distractor shapes = 108 looks): many videos share a look, so
+appearance does not single out a video either and instance discrimination leans on motion. Size
+and angle are continuous only because Grow/Shrink/Spin sweep them; static classes draw them from
+the same marginal, so they say nothing about the class.
 
-Appearance comes from a deliberately SMALL palette (4 shapes x 3 colours x 3 textures x 3
-backgrounds = 108 looks, static distractor shapes belong to the backgrounds): with 256 videos many
-share a look, so appearance does not single out a video either and instance discrimination is
-pushed towards motion cues. Size and orientation are continuous only because the Grow/Shrink and
-Spin classes sweep them: static classes draw them from the same marginal distribution, so a
-single frame's size or angle says nothing about the class.
+Any 16-frame window of a 48-frame video shows its class: the scene is a torus (objects leaving one
+border re-enter at the other, drawn across the seam), periodic motions turn around within 15
+frames, scaling restarts as a sawtooth. The first 8 classes hold no horizontal mirror pair, so a
+flip augmentation never turns one into another; later classes add mirror, reversed, fast variants.
 
-Motion is visible at every position of the clip: the scene is a torus (objects leaving one border
-re-enter at the opposite one, drawn across the seam), periodic motions turn around within any
-15 frames, and sawtooth scaling restarts; any 16-frame window of a 48-frame video shows the class.
-
-The first 8 classes contain no pair of horizontal mirror images (MoveLeft and
-OrbitCounterClockwise come later), so a horizontal-flip augmentation never turns one of them into
-another; classes 9+ add mirror, time-reversed and fast variants.
-
-Files follow UCF101's layout (``videos/<Class>/v_<Class>_gXX_cYY.avi``, MPEG-4 Part 2 in AVI,
-``splits/classInd.txt``, ``trainlist01.txt``, ``testlist01.txt`` with CRLF), so the UCF101 code
-path runs on it unchanged. Test videos use groups g01..gk, train videos the groups after them.
+Files follow UCF101 (``videos/<Class>/v_<Class>_gXX_cYY.avi`` in MPEG-4 Part 2/AVI, CRLF
+``splits/classInd.txt``, ``trainlist01.txt``, ``testlist01.txt``; test groups first), so the
+UCF101 code path runs on it unchanged.
 """
 
 from __future__ import annotations
@@ -373,12 +367,6 @@ def cli(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     summary = generate(args.out, cfg, progress=not args.no_progress)
     counts = summary["counts"]
-    log.info(
-        "wrote %d train + %d test videos (%.1f MB) to %s in %.1f s",
-        counts["train"],
-        counts["test"],
-        summary["video_bytes"] / 1e6,
-        args.out,
-        time.perf_counter() - start,
-    )
+    seconds, mb = time.perf_counter() - start, summary["video_bytes"] / 1e6
+    log.info("wrote %s videos (%.1f MB) to %s in %.1f s", counts, mb, args.out, seconds)
     return 0

@@ -172,24 +172,27 @@ def test_evaluate_cli_writes_metrics_and_tables(tiny_data, finetuned, h, tmp_pat
     assert ref["per_class_mean"] == pytest.approx(metrics["per_class_mean"])
 
 
-def test_evaluate_cli_rejects_bad_config(tiny_data, finetuned, h, tmp_path):
+def test_evaluate_cli_rejects_bad_config(tiny_data, finetuned, capsys, tmp_path):
+    from sstl.eval.classify import cli
+
     _, weights = finetuned
-    proc = h.run_sstl(
-        "evaluate",
-        "--cfg",
-        '{"clipz": 5}',
-        "--manifest",
-        str(tiny_data.manifest),
-        "--store",
-        str(tiny_data.store),
-        "--weights",
-        str(weights),
-        "--out",
-        str(tmp_path / "m.json"),
-        "--per-class",
-        str(tmp_path / "p.csv"),
-        "--confusion",
-        str(tmp_path / "c.csv"),
+    code = cli(
+        [
+            "--cfg",
+            '{"clipz": 5}',
+            "--manifest",
+            str(tiny_data.manifest),
+            "--store",
+            str(tiny_data.store),
+            "--weights",
+            str(weights),
+            "--out",
+            str(tmp_path / "m.json"),
+            "--per-class",
+            str(tmp_path / "p.csv"),
+            "--confusion",
+            str(tmp_path / "c.csv"),
+        ]
     )
-    assert proc.returncode == 2
-    assert "clipz" in proc.stderr
+    assert code == 2 and "clipz" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()

@@ -304,18 +304,23 @@ def test_retrieve_cli_weights_backbone_video_mean_center(
     assert m["top1"] == pytest.approx(ref[1]) and m["top5"] == pytest.approx(ref[5])
 
 
-def test_retrieve_cli_rejects_unknown_settings(tiny_data, h, tmp_path):
-    proc = h.run_sstl(
-        "retrieve",
-        "--cfg",
-        '{"retrieval": {"layr": "x"}}',
-        "--manifest",
-        str(tiny_data.manifest),
-        "--store",
-        str(tiny_data.store),
-        "--weights",
-        "scratch",
-        "--out",
-        str(tmp_path / "m.json"),
-    )
-    assert proc.returncode == 2 and "layr" in proc.stderr
+def test_retrieve_cli_rejects_unknown_settings(tiny_data, capsys, tmp_path):
+    from sstl.eval.retrieve import cli
+
+    for bad, name in (('{"retrieval": {"layr": "x"}}', "layr"), ('{"sed": 1}', "sed")):
+        code = cli(
+            [
+                "--cfg",
+                bad,
+                "--manifest",
+                str(tiny_data.manifest),
+                "--store",
+                str(tiny_data.store),
+                "--weights",
+                "scratch",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        assert code == 2 and name in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -59,7 +59,8 @@ rule extract:
         shard=lambda wc: wc.shard.replace("-of-", "/"),
     shell:
         "sstl extract --dataset {wildcards.dataset} --source data/{wildcards.dataset}/source"
-        " --store {output.store} --shard {params.shard} --cfg {params.cfg}"
+        " --store {output.store} --store-root data/{wildcards.dataset}/store"
+        " --shard {params.shard} --cfg {params.cfg}"
         " --out {output.shard} > {log} 2>&1"
 
 

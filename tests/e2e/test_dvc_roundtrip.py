@@ -1,0 +1,57 @@
+"""DVC: commit the tiny run, push to a local remote, pull into a fresh clone, Snakemake is done."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import job_counts, snakemake
+
+pytestmark = pytest.mark.slow
+GIT = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def test_push_pull_round_trip(tiny_run, tmp_path):
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], tiny_run)
+    run(["sstl", "dvc", "commit", "--configfile", "config/tiny.yaml"], tiny_run)
+
+    lock = yaml.safe_load((tiny_run / "dvc.lock").read_text())["stages"]
+    report = lock["report"]
+    # the table traces back to the hashes of its data, code and params
+    deps = {d["path"]: d for d in report["deps"]}
+    assert "data/synthetic/manifest.csv" in deps and deps["data/synthetic/manifest.csv"]["md5"]
+    assert "sstl/report" in deps
+    assert "config/tiny.yaml" in report["params"]
+    outs = {o["path"]: o for o in report["outs"]}
+    assert outs["results/tables/table1.csv"]["md5"]
+    assert lock["pretrain-sstl"]["params"]["config/tiny.yaml"]["pretrain"]["optim"]["epochs"] == 2
+
+    run(["dvc", "push"], tiny_run)
+    run(["git", "add", "dvc.yaml", "dvc.lock", ".gitignore"], tiny_run)
+    run([*GIT, "commit", "-qm", "record the run"], tiny_run)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(tiny_run), str(clone)], tmp_path)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], clone)
+    run(["sstl", "dvc", "pull", "--configfile", "config/tiny.yaml"], clone)
+
+    for rel in ("runs/pretrain/sstl/weights.pt", "results/tables/table1.csv",
+                "results/report.md", "data/synthetic/manifest.csv"):
+        assert (clone / rel).is_file(), rel
+        assert (clone / rel).read_bytes() == (tiny_run / rel).read_bytes(), rel
+    out = snakemake(clone, "-n", "--configfile", "config/tiny.yaml").stdout
+    assert job_counts(out) == {}, out[-3000:]
+    shutil.rmtree(clone / "data", ignore_errors=True)
