@@ -32,7 +32,7 @@ from sstl.config import (
 )
 from sstl.models.sstl import unwrap
 from sstl.train.distributed import DistEnv
-from sstl.train.step import build_parts, train_step
+from sstl.train.step import build_parts, random_batch, train_step
 
 # Dense (no sparsity) bf16 tensor-core peaks in FLOP/s, matched against the device name.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
@@ -48,27 +48,13 @@ def model_flops_per_clip(model: torch.nn.Module, clip: torch.Tensor) -> float:
     return float(counter.get_total_flops())
 
 
-def synthetic_batch(args: argparse.Namespace, device: torch.device) -> dict[str, torch.Tensor]:
-    """What the loader hands over for ``args.batch`` videos: two uint8 views per video."""
-    b, t = args.batch, args.clip_len
-    g = torch.Generator(device=device).manual_seed(0)
-    shape = (b, 2, t, args.height, args.width, 3)
-    frames = torch.randint(0, 256, shape, generator=g, device=device, dtype=torch.uint8)
-    return {
-        "frames": frames,
-        "rate": 1.0 + 0.25 * torch.rand(b, 2, device=device),
-        "index": torch.arange(b, device=device),
-        "position": torch.rand(b, device=device),
-    }
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     p.add_argument("--arch", default="r3d_18", choices=["r3d_18", "r3d_tiny"])
     p.add_argument("--batch", type=int, default=32, help="videos per step (2x clips)")
     p.add_argument("--steps", type=int, default=20, help="timed steps")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (compile, autotune)")
+    p.add_argument("--warmup", type=int, help="untimed steps first (default 5 on GPU, 0 on CPU)")
     p.add_argument("--clip-len", type=int, default=16)
     p.add_argument("--crop", type=int, default=112)
     p.add_argument("--height", type=int, default=128, help="stored frame height")
@@ -99,19 +85,21 @@ def main() -> None:
     flops = model_flops_per_clip(unwrap(parts.model), clip)
     if args.compile:
         parts.model = torch.compile(parts.model)
-    batch = synthetic_batch(args, device)
+    batch = random_batch(cfg, args.batch, args.height, args.width)
+    batch["frames"] = batch["frames"].to(device)  # already on the GPU: time the model side only
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for step in range(args.warmup):
+    warmup = args.warmup if args.warmup is not None else (5 if device.type == "cuda" else 0)
+    for step in range(warmup):
         train_step(parts, batch, step)
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    for step in range(args.warmup, args.warmup + args.steps):
+    for step in range(warmup, warmup + args.steps):
         logs = train_step(parts, batch, step)
     sync()
     seconds = (time.perf_counter() - t0) / args.steps

@@ -57,7 +57,9 @@ class SyntheticConfig:
         _check(self.train_per_class >= 1, "train_per_class", self.train_per_class, ">= 1")
         _check(self.test_per_class >= 1, "test_per_class", self.test_per_class, ">= 1")
         _check(self.frames >= 16, "frames", self.frames, "an integer >= 16")
-        _check(self.size >= 16, "size", self.size, "an integer >= 16")
+        _check(
+            self.size >= 16 and self.size % 2 == 0, "size", self.size, "an even integer >= 16"
+        )  # yuv420p video needs even dimensions
 
 
 @dataclass
@@ -339,11 +341,27 @@ def load_section(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "
             f"unknown key {prefix}{unknown[0]} (value {mapping[unknown[0]]!r}); "
             f"allowed keys: {', '.join(sorted(names))}"
         )
-    kwargs = {k: _convert(hints[k], v, f"{prefix}{k}") for k, v in mapping.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in mapping.items():
+        f = fields[k]
+        # A partial nested section fills its gaps from the PARENT's default for that field
+        # (FinetuneConfig.optim defaults to lr 0.02 / multistep, not OptimConfig's own defaults).
+        if (
+            dataclasses.is_dataclass(hints[k])
+            and isinstance(v, Mapping)
+            and f.default_factory is not dataclasses.MISSING
+        ):
+            v = {**_shallow_fields(f.default_factory()), **v}
+        kwargs[k] = _convert(hints[k], v, f"{prefix}{k}")
     try:
         return cls(**kwargs)
     except ConfigError as err:
         raise ConfigError(f"{prefix}{err}") from None
+
+
+def _shallow_fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

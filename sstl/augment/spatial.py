@@ -2,23 +2,20 @@
 
 Every clip draws one set of parameters (crop box, flip, colour factors, grayscale, blur sigma)
 that applies to all of its frames; the two views draw independently unless
-``SpatialConfig.share_views``. All ops are vectorised over the batch:
+``SpatialConfig.share_views``. Everything is vectorised over the batch:
 
-- random resized crop + horizontal flip are one ``F.grid_sample`` (bilinear, one affine grid per
-  clip, a mirrored grid for flipped clips) from the uint8 frames converted as they are, channels
-  last. Bilinear without antialiasing, like torchvision's tensor resize before 0.17; the
-  largest downscale here is 171/112 ~ 1.5, so aliasing is mild;
-- colour ops are ``torchvision.transforms.v2.functional``'s formulas (blends, per-frame
-  contrast mean, HSV hue) written as in-place arithmetic; the hue rotation needs no HSV tensor
-  and no masks, which is what makes it ~10x cheaper than converting to HSV;
-- Gaussian blur is one depthwise separable convolution (reflect padding, kernel per clip).
+- random resized crop + flip are one bilinear ``F.grid_sample`` per batch, one grid per clip
+  (mirrored for flipped clips) shared by all its frames. No antialiasing, like
+  torchvision's tensor resize before 0.17 (the largest downscale is 171/112 ~ 1.5);
+- colour ops are ``torchvision.transforms.v2.functional``'s formulas (blends, per-frame contrast
+  mean, HSV hue) as in-place arithmetic; the hue rotation needs no HSV tensor and no masks;
+- Gaussian blur is a separable depthwise convolution, reflect padding, one kernel per clip.
 
-Choices that differ from torchvision's ``ColorJitter``: the four jitter ops run in one fixed
-order (brightness, contrast, hue, saturation: one of the orders torchvision draws from), and
-grayscale is applied as saturation factor 0, which equals converting after saturation.
-On the CPU the batch is processed in chunks of ``cpu_chunk`` clips so that the ~30 passes over
-the pixels hit the cache (3-8x faster than streaming a whole batch through memory); on a GPU
-the whole batch is one chunk.
+Choices that differ from torchvision: the four jitter ops run in one fixed order (brightness,
+contrast, hue, saturation: one of the orders ColorJitter draws from); grayscale is applied as
+saturation factor 0 (equal to converting after saturation); each blur kernel is cut at 3 sigma
+(< 0.3% of its weight). On the CPU the batch runs in chunks of ``cpu_chunk`` clips so the ~40
+passes over the pixels stay in cache (1 clip measured fastest); on a GPU it is one chunk.
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,14 +50,14 @@ def _crop_grid(p: dict[str, Tensor], h: int, w: int, size: int) -> Tensor:
     """Sampling grid ``[N, size, size, 2]`` (x, y in [-1, 1], align_corners=False) per clip.
 
     Output pixel ``j`` samples the source at ``start + (j + 0.5) * length / size - 0.5`` kept
-    inside the crop, exactly the pixel centres of torchvision's resized_crop (antialias off);
-    flipped clips read their columns mirrored.
+    inside the crop: the pixel centres of torchvision's resized_crop (antialias off). Flipped
+    clips read their columns mirrored.
     """
     j = (torch.arange(size, dtype=torch.float64) + 0.5) / size
 
     def centres(start: Tensor, length: Tensor, full: int) -> Tensor:  # [N, size] in [-1, 1]
-        pos = start[:, None] + j * length[:, None] - 0.5
-        pos = torch.minimum(pos, (start + length - 1)[:, None]).clamp_(min=start[:, None])
+        start, length = start.double()[:, None], length.double()[:, None]
+        pos = torch.minimum(start + j * length - 0.5, start + length - 1).clamp_(min=start)
         return (2 * pos + 1) / full - 1
 
     xs, ys = centres(p["left"], p["width"], w), centres(p["top"], p["height"], h)
@@ -69,120 +67,153 @@ def _crop_grid(p: dict[str, Tensor], h: int, w: int, size: int) -> Tensor:
     return grid.permute(1, 2, 3, 0).float()
 
 
-def _resample(clips: Tensor, grid: Tensor) -> Tensor:
+def _resample(clips: Tensor, grid: Tensor, frames: Tensor) -> Tensor:
     """``clips [N, T, H, W, 3] uint8`` sampled at ``grid [N, S, S, 2]`` -> ``[N, T, 3, S, S]``.
 
-    Values stay in 0..255 (the 1/255 is folded into the next multiply).
+    One bilinear ``grid_sample`` over all frames, each clip's grid shared by its frames. The
+    input is converted to float as it is (``frames``: a reused buffer of at least its size)
+    and read channels-last through a strided view: no transpose. Values stay in 0..255.
     """
     n, t, h, w, _ = clips.shape
     s = grid.shape[1]
-    frames = torch.empty(n * t, 3, h, w, device=clips.device, memory_format=torch.channels_last)
-    frames.copy_(clips.reshape(n * t, h, w, 3).permute(0, 3, 1, 2))  # no transpose: same layout
-    grid = grid.to(clips.device)[:, None].expand(n, t, s, s, 2).reshape(n * t, s, s, 2)
-    out = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    frames = frames[: clips.numel()].view(n * t, h, w, 3)
+    frames.view(clips.shape).copy_(clips)
+    grid = grid[:, None].expand(n, t, s, s, 2).reshape(n * t, s, s, 2)  # a view when n == 1
+    out = F.grid_sample(
+        frames.permute(0, 3, 1, 2),
+        grid,
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )
     return out.view(n, t, 3, s, s)
 
 
-def _per_clip(v: Tensor | float, x: Tensor) -> Tensor:
-    """Per-clip values ``[N]`` shaped to broadcast against ``x [N, ...]``."""
-    v = torch.as_tensor(v, dtype=x.dtype)
-    return v.to(x.device).view(-1, *([1] * (x.dim() - 1)))
-
-
 def _gray(x: Tensor) -> Tensor:
-    """Luma ``[N, T, H, W]`` of ``x [N, T, 3, H, W]`` (torchvision's weights), a new tensor."""
-    r, g, b = x.unbind(2)
+    """Luma ``[N, T, H, W]`` of ``x [N, 3, T, H, W]`` (torchvision's weights), a new tensor."""
+    r, g, b = x.unbind(1)
     return torch.mul(r, _GRAY[0]).add_(g, alpha=_GRAY[1]).add_(b, alpha=_GRAY[2])
 
 
 def _hue_(x: Tensor, shift: Tensor) -> None:
-    """Rotate the HSV hue of ``x [N, T, 3, H, W]`` in [0, 1] by ``shift [N]`` turns, in place.
+    """Rotate the HSV hue of ``x [N, 3, T, H, W]`` in [0, 1] by ``shift [N]`` turns, in place.
 
     Value (max) and chroma (max - min) do not change, so each output channel is
     ``max - chroma * f(k)``, ``f`` the trapezoid torchvision's hsv_to_rgb evaluates at the
-    shifted hue. Sector selection uses ``ceil(max - c)`` (0 iff c is the max) instead of masks.
+    shifted hue. ``ceil(max - c)`` (0 iff c is the max) selects the sector instead of masks.
     """
-    r, g, b = x.unbind(2)
+    r, g, b = x.unbind(1)
     mx = torch.maximum(r, g)
     torch.maximum(mx, b, out=mx)
     cr = torch.minimum(r, g)
     torch.minimum(cr, b, out=cr)
-    cr.neg_().add_(mx)  # chroma
+    torch.sub(mx, cr, out=cr)  # chroma
     not_r, not_g = torch.sub(mx, r).ceil_(), torch.sub(mx, g).ceil_()
     # chroma * hue in sixths: r max: g - b; g max: b - r + 2cr; b max: r - g + 4cr, written as
     # (g - b) + not_r * ((3b - sum + 2cr) + not_g * (3r - sum + 2cr))
-    q = torch.add(r, g).add_(b).neg_().add_(cr, alpha=2)
-    inner = torch.add(q, r, alpha=3).mul_(not_g).add_(b, alpha=3).add_(q)
+    q = torch.add(r, g).add_(b).sub_(cr, alpha=2)  # sum - 2cr
+    inner = torch.mul(r, 3).sub_(q).mul_(not_g).add_(b, alpha=3).sub_(q)
     hue = torch.sub(g, b).addcmul_(not_r, inner)
-    cr6 = cr.mul_(6)
-    hue.div_(cr6.clamp(min=1e-12)).add_(_per_clip(shift, hue))  # turns, in [-2/3, 1)
-    base = torch.add(mx, cr6, alpha=-1 / 3)  # max - 2 chroma
-    for channel, offset in zip((r, g, b), (2.0, 5 / 3, 4 / 3), strict=True):
-        # f = 2 - 6 clamp(a, 1/6, 1/3), a = distance of the hue from the channel's peak (turns)
-        a = torch.add(hue, offset).frac_().sub_(0.5).abs_().clamp_(1 / 6, 1 / 3)
-        torch.addcmul(base, cr6, a, out=channel)
+    cr6 = cr.mul_(6).clamp_(min=1e-12)  # 6 chroma; the floor only matters for gray pixels
+    hue.div_(cr6).add_(shift.view(-1, *([1] * (hue.dim() - 1))))  # turns, in [-2/3, 4/3)
+    base = torch.add(mx, cr6, alpha=-1 / 3, out=mx)  # max - 2 chroma
+    # all channels at once: channel = max - 2 chroma + 6 chroma clamp(a, 1/6, 1/3), a the
+    # distance (turns) of the hue from the channel's peak; the offsets keep frac's input > 0
+    offsets = torch.tensor([2.0, 5 / 3, 4 / 3], dtype=x.dtype, device=x.device)
+    a = hue.unsqueeze(1) + offsets.view(1, 3, *([1] * (hue.dim() - 1)))
+    a.frac_().sub_(0.5).abs_().clamp_(1 / 6, 1 / 3).mul_(cr6.unsqueeze(1))
+    torch.add(a, base.unsqueeze(1), out=x)
 
 
 def color_jitter_(
-    x: Tensor,
-    brightness: Tensor,
-    contrast: Tensor,
-    saturation: Tensor,
-    hue: Tensor,
-    scale: float = 1.0,
+    x: Tensor, brightness: Tensor, contrast: Tensor, saturation: Tensor, hue: Tensor
 ) -> Tensor:
-    """Colour jitter of ``x [N, T, 3, H, W]`` float with per-clip factors ``[N]``, in place.
+    """Colour jitter of ``x [N, 3, T, H, W]`` float in [0, 1] with per-clip factors ``[N]``.
 
-    ``x * scale`` must lie in [0, 1] (``scale=1/255`` takes 0..255 input); returns x in [0, 1].
-    Factors (1, 1, 1, 0) leave a clip unchanged; saturation 0 is grayscale.
-    Order: brightness, contrast, hue, saturation.
+    In place (x is an intermediate of the batch pipeline); returns x. Factors (1, 1, 1, 0) leave
+    a clip unchanged; saturation 0 is grayscale. Order: brightness, contrast, hue, saturation.
     """
-    n, t = x.shape[:2]
-    x.mul_(_per_clip(brightness * scale, x)).clamp_(0, 1)
-    c = _per_clip(contrast, x)
-    mean = x.mean(dim=(-2, -1)) @ x.new_tensor(_GRAY)  # [N, T]: per-frame mean of the luma
-    torch.addcmul((1 - c) * mean.view(n, t, 1, 1, 1), x, c, out=x).clamp_(0, 1)
-    if bool((hue != 0).any()):
-        _hue_(x, hue)
-    s = _per_clip(saturation, x)
-    gray = _gray(x).mul_(1 - s.view(n, 1, 1, 1))
-    torch.addcmul(gray.unsqueeze(2), x, s, out=x).clamp_(0, 1)
+    return _jitter_(x, torch.stack([brightness, contrast, saturation, hue]).float().cpu())
+
+
+def _jitter_(x: Tensor, f: Tensor, scale: float = 1.0) -> Tensor:
+    """color_jitter_ with factors ``f [4, N]`` on the CPU, input ``x * scale`` in [0, 1].
+
+    The CPU copy of the factors decides which ops and clamps a chunk needs (a blend with a
+    factor <= 1 stays in [0, 1]). In-place mul/add: addcmul with broadcast operands is ~10x
+    slower on the CPU.
+    """
+    n, _, t = x.shape[:3]
+    b, c, s, hue = f.to(x.device).view(4, n, 1, 1, 1, 1).unbind(0)
+    x.mul_(b * scale)
+    if bool((f[0] > 1).any()):
+        x.clamp_(max=1)
+    if bool((f[1] != 1).any()):
+        mean = (x.mean(dim=(-2, -1)) * x.new_tensor(_GRAY).view(1, 3, 1)).sum(1)  # [N, T]
+        x.mul_(c).add_((1 - c) * mean.view(n, 1, t, 1, 1))
+        if bool((f[1] > 1).any()):
+            x.clamp_(0, 1)
+    if bool((f[3] != 0).any()):
+        _hue_(x, hue.view(n))
+    if bool((f[2] != 1).any()):
+        gray = _gray(x).mul_(1 - s.view(n, 1, 1, 1))  # before x changes
+        x.mul_(s).add_(gray.unsqueeze(1))
+        if bool((f[2] > 1).any()):
+            x.clamp_(0, 1)
     return x
 
 
-def blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
-    """Gaussian blur of ``x [N, T, C, H, W]`` float with per-clip ``sigma [N]``, a new tensor.
+def _blur_planes(planes: Tensor, sigma: Tensor, max_radius: int) -> Tensor:
+    """Blur ``planes [P, H, W]`` with per-plane ``sigma [P]`` (CPU); a new tensor.
 
-    torchvision's ``gaussian_blur`` (odd ``kernel_size``, reflect padding) as a separable
-    depthwise convolution with each clip's kernel repeated over its frames and channels.
+    torchvision's ``gaussian_blur`` (reflect padding), each kernel cut at 3 sigma and at most
+    ``max_radius``, as a separable depthwise convolution.
     """
-    n, t, c, h, w = x.shape
-    r = kernel_size // 2
-    d = torch.arange(-r, r + 1, dtype=torch.float64)
-    k = torch.softmax(-0.5 * (d / sigma.double()[:, None]) ** 2, dim=1).float()  # [N, K]
-    k = k.to(x.device).repeat_interleave(t * c, dim=0)  # [N*T*C, K]
-    padded = F.pad(x.reshape(1, n * t * c, h, w), (r, r, r, r), mode="reflect")
-    out = F.conv2d(padded, k.view(-1, 1, 1, kernel_size), groups=n * t * c)
-    out = F.conv2d(out, k.view(-1, 1, kernel_size, 1), groups=n * t * c)
-    return out.view(n, t, c, h, w)
+    radius = min(max_radius, math.ceil(3 * float(sigma.max())))
+    d = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (d / sigma.double()[:, None]) ** 2)
+    k = k * (d.abs() <= (3 * sigma.double()).ceil()[:, None])
+    k = (k / k.sum(1, keepdim=True)).float().to(planes.device)  # [P, 2r+1]
+    p, size = len(planes), 2 * radius + 1
+    padded = F.pad(planes[None], (radius,) * 4, mode="reflect")
+    if padded.device.type == "cpu" and torch.backends.mkldnn.is_available():
+        # oneDNN's blocked layout through both passes: one reorder each way, not two (~12%)
+        padded = padded.to_mkldnn()
+    out = F.conv2d(padded, k.view(p, 1, 1, size), groups=p)
+    out = F.conv2d(out, k.view(p, 1, size, 1), groups=p)
+    return (out.to_dense() if out.is_mkldnn else out)[0]
+
+
+def blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
+    """Gaussian blur of ``x [N, ..., H, W]`` float with per-clip ``sigma [N]`` (> 0) and at
+    most ``kernel_size`` taps; a new tensor."""
+    planes = x.reshape(-1, *x.shape[-2:])
+    per_plane = sigma.cpu().repeat_interleave(len(planes) // len(x))
+    return _blur_planes(planes, per_plane, kernel_size // 2).view(x.shape)
 
 
 def _normalize(
     x: Tensor,
     mean: Sequence[float],
     std: Sequence[float],
-    scale: float,
+    scale: float = 1.0,
     out: Tensor | None = None,
 ) -> Tensor:
-    """``x [N, T, 3, S, S]`` (times ``scale`` in [0, 1]) -> normalised ``[N, 3, T, S, S]``.
+    """``x [N, 3, T, S, S]`` (any strides; ``x * scale`` in [0, 1]) -> normalised, contiguous."""
+    shape = (1, 3, 1, 1, 1)
+    shift = torch.tensor([m / scale for m in mean], device=x.device).view(shape)
+    inv = torch.tensor([scale / v for v in std], device=x.device).view(shape)
+    out = _empty(x.shape, x.device) if out is None else out
+    return torch.sub(x, shift, out=out).mul_(inv)
 
-    The layout change rides along with the normalisation: one pass writing ``out``.
-    """
-    n, t, _, h, w = x.shape
-    inv = torch.tensor([scale / v for v in std], device=x.device).view(1, 3, 1, 1, 1)
-    shift = torch.tensor([-m / v for m, v in zip(mean, std, strict=True)], device=x.device)
-    out = torch.empty(n, 3, t, h, w, device=x.device) if out is None else out
-    return torch.addcmul(shift.view(1, 3, 1, 1, 1), x.transpose(1, 2), inv, out=out)
+
+def _empty(shape: Sequence[int], device: torch.device) -> Tensor:
+    """A float32 tensor for a batch output. On the CPU it comes from numpy, whose allocator asks
+    the kernel for transparent huge pages: first-touch page faults of a fresh batch otherwise
+    cost more than the augmentation itself (5x measured on a VM)."""
+    if device.type != "cpu":
+        return torch.empty(shape, device=device)
+    return torch.from_numpy(np.empty(shape, dtype=np.float32))
 
 
 def center_crop_normalize(
@@ -201,13 +232,13 @@ def center_crop_normalize(
     short = round(size * STORE_SHORT_SIDE / PAPER_CROP)
     # the long side as torchvision's resize computes it (truncated)
     nh, nw = (short, int(w * short / h)) if h <= w else (int(h * short / w), short)
-    x = clips.reshape(-1, h, w, 3).permute(0, 3, 1, 2)  # [N*T, 3, H, W]
+    x = clips.reshape(-1, t, h, w, 3).permute(0, 4, 1, 2, 3)  # [N, 3, T, H, W]
     if (nh, nw) != (h, w):
-        x = F.interpolate(x.float(), size=(nh, nw), mode="bilinear", antialias=True)
+        x = F.interpolate(x.flatten(1, 2).float(), size=(nh, nw), mode="bilinear", antialias=True)
+        x = x.view(-1, 3, t, nh, nw)
     top, left = round((nh - size) / 2), round((nw - size) / 2)  # torchvision's center_crop
-    x = x[..., top : top + size, left : left + size].float()
-    out = _normalize(x.reshape(-1, t, 3, size, size), mean, std, 1 / 255)
-    return out.reshape(*lead, 3, t, size, size)
+    x = x[..., top : top + size, left : left + size]
+    return _normalize(x, mean, std, scale=1 / 255).reshape(*lead, 3, t, size, size)
 
 
 def _crop_boxes(
@@ -232,7 +263,7 @@ def _crop_boxes(
     left = (torch.rand(n, generator=gen) * (w - cw + 1)).floor()
     top = torch.where(found, top, ((h - ch) / 2).floor())
     left = torch.where(found, left, ((w - cw) / 2).floor())
-    return top.double(), left.double(), ch.double(), cw.double()
+    return top, left, ch, cw
 
 
 class SpatialAugment(nn.Module):
@@ -248,10 +279,10 @@ class SpatialAugment(nn.Module):
         cfg: SpatialConfig,
         mean: Sequence[float] = KINETICS_MEAN,
         std: Sequence[float] = KINETICS_STD,
-        cpu_chunk: int = 2,
+        cpu_chunk: int = 1,
     ) -> None:
         super().__init__()
-        self.cfg, self.cpu_chunk = cfg, cpu_chunk
+        self.cfg, self.cpu_chunk = cfg, max(cpu_chunk, 1)
         self.mean, self.std = tuple(mean), tuple(std)
         # 3 sigma each side of the widest kernel; reflect padding needs radius < crop size.
         self.kernel_size = min(2 * math.ceil(3 * cfg.blur_sigma[1]) + 1, 2 * cfg.crop_size - 1)
@@ -284,30 +315,40 @@ class SpatialAugment(nn.Module):
                 "brightness": b, "contrast": c, "saturation": s, "hue": hue, "gray": gray,
                 "sigma": sigma}  # fmt: skip
 
-    def _apply(self, clips: Tensor, p: dict[str, Tensor], out: Tensor) -> Tensor:
-        x = _resample(clips, _crop_grid(p, clips.shape[2], clips.shape[3], self.cfg.crop_size))
-        scale = 1 / 255  # x is in 0..255 until the first multiply
-        if self.cfg.color:
-            saturation = torch.where(p["gray"], 0.0, p["saturation"])
-            color_jitter_(x, p["brightness"], p["contrast"], saturation, p["hue"], scale)
-            scale = 1.0
-            chosen = p["sigma"].nonzero()[:, 0]
-            if len(chosen) == len(x):
-                x = blur(x, p["sigma"], self.kernel_size)
-            elif len(chosen):
-                idx = chosen.to(x.device)
-                x.index_copy_(0, idx, blur(x[idx], p["sigma"][chosen], self.kernel_size))
-        return _normalize(x, self.mean, self.std, scale, out=out)
+    def _apply(self, clips: Tensor, grid: Tensor, f: Tensor, frames: Tensor) -> Tensor:
+        """One chunk: ``clips [n, T, H, W, 3] uint8`` -> ``[n, 3, T, S, S]`` in [0, 1], a view.
+
+        ``f [5, n]`` (CPU): brightness, contrast, saturation (0: grayscale), hue (turns), blur
+        sigma (0: no blur).
+        """
+        y = _resample(clips, grid, frames)  # [n, T, 3, S, S] in 0..255
+        if not self.cfg.color:
+            return y.div_(255).transpose(1, 2)
+        _jitter_(y.transpose(1, 2), f[:4], scale=1 / 255)  # brightness also maps 0..255 to 0..1
+        chosen = f[4].nonzero()[:, 0]
+        if len(chosen) == len(y):  # every clip of the chunk drew a blur (1-clip chunks: often)
+            y = blur(y, f[4], self.kernel_size)
+        elif len(chosen):
+            idx = chosen.to(y.device)
+            y.index_copy_(0, idx, blur(y.index_select(0, idx), f[4][chosen], self.kernel_size))
+        return y.transpose(1, 2)
 
     def apply(self, clips: Tensor, params: dict[str, Tensor]) -> Tensor:
-        """Augment ``clips [N, T, H, W, 3] uint8`` with ``params`` -> ``[N, 3, T, S, S]`` float."""
-        n, t = clips.shape[:2]
-        size = self.cfg.crop_size
-        out = torch.empty(n, 3, t, size, size, device=clips.device)
-        step = self.cpu_chunk if clips.device.type == "cpu" else n
-        for i in range(0, n, max(step, 1)):  # cache blocking on the CPU; one pass on a GPU
+        """Augment ``clips [N, T, H, W, 3] uint8`` (any strides) with ``params`` ->
+        ``[N, 3, T, S, S]`` float, normalised."""
+        n, t, h, w, _ = clips.shape
+        size, dev = self.cfg.crop_size, clips.device
+        grid = _crop_grid(params, h, w, size).to(dev)
+        saturation = torch.where(params["gray"], 0.0, params["saturation"])
+        keys = ("brightness", "contrast", "saturation", "hue", "sigma")
+        factors = torch.stack([saturation if k == "saturation" else params[k] for k in keys])
+        out = _empty((n, 3, t, size, size), dev)
+        step = self.cpu_chunk if dev.type == "cpu" else n
+        frames = torch.empty(min(step, n) * t * h * w * 3, device=dev)  # reused by every chunk
+        for i in range(0, n, step):  # cache blocking on the CPU; a single pass on a GPU
             part = slice(i, i + step)
-            self._apply(clips[part], {k: v[part] for k, v in params.items()}, out[part])
+            x = self._apply(clips[part], grid[part], factors[:, part], frames)
+            _normalize(x, self.mean, self.std, out=out[part])
         return out
 
     def forward(self, clips: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -328,18 +369,18 @@ def two_view_augment(
 ) -> tuple[Tensor, Tensor]:
     """``views [B, 2, T, H, W, 3] uint8`` -> ``(x, y)``, each ``[B, 3, T, S, S]`` float.
 
-    One batched call for both views; with ``aug.cfg.share_views`` both views of a clip get the
-    same spatial parameters, else they draw independently.
+    One batched call per view (read in place, no copy of the uint8 batch); with
+    ``aug.cfg.share_views`` both views of a clip get the same spatial parameters, else they
+    draw independently.
     """
-    b = views.shape[0]
-    flat = views.transpose(0, 1).reshape(2 * b, *views.shape[2:])  # all first views, then second
-    if not aug.cfg.enabled:
-        out = aug(flat)
-    else:
-        params = aug.sample_params(
-            b if aug.cfg.share_views else 2 * b, *views.shape[3:5], generator
+    if views.dtype != torch.uint8 or views.dim() != 6 or views.shape[1] != 2:
+        raise ValueError(
+            f"views {tuple(views.shape)} {views.dtype} are not allowed: "
+            "pass [B, 2, T, H, W, 3] uint8"
         )
-        if aug.cfg.share_views:
-            params = {k: torch.cat([v, v]) for k, v in params.items()}
-        out = aug.apply(flat, params)
-    return out[:b], out[b:]
+    if not aug.cfg.enabled:
+        return aug(views[:, 0]), aug(views[:, 1])
+    b, h, w = views.shape[0], views.shape[3], views.shape[4]
+    params = [aug.sample_params(b, h, w, generator)]
+    params.append(params[0] if aug.cfg.share_views else aug.sample_params(b, h, w, generator))
+    return aug.apply(views[:, 0], params[0]), aug.apply(views[:, 1], params[1])

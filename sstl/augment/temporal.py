@@ -25,7 +25,11 @@ from sstl.config import TemporalConfig
 __all__ = ["TemporalTwoViews", "sample_indices", "two_views"]
 
 
-def _check_setting(window: int, out_len: int, n_drop: int, max_rate_drop: int) -> None:
+def _check_setting(window: int, out_len: int, n_drop: int, max_rate_drop: int | None) -> None:
+    """Raise ValueError naming the setting that makes sampling impossible.
+
+    ``max_rate_drop``: the cap of step 1, None when there is no playback-rate distortion.
+    """
     if out_len < 1:
         raise ValueError(f"out_len={out_len} is not allowed: the clip needs at least one frame")
     if n_drop < 0:
@@ -36,18 +40,19 @@ def _check_setting(window: int, out_len: int, n_drop: int, max_rate_drop: int) -
             "sample a window of at least out_len + n_drop frames (raise temporal.buffer) "
             "or lower n_drop"
         )
-    if max_rate_drop < 0 or window - max_rate_drop < out_len + n_drop:
+    cap = max_rate_drop or 0
+    if cap < 0 or window - cap < out_len + n_drop:
         raise ValueError(
             f"max_rate_drop={max_rate_drop} is not allowed for window={window}, "
             f"out_len={out_len}, n_drop={n_drop}: use 0 <= max_rate_drop <= "
             f"window - out_len - n_drop = {window - out_len - n_drop}"
         )
     # The fewest frames that can remain after step 1 must still hold n_drop non-neighbours.
-    if n_drop > 0 and window - max_rate_drop < 2 * n_drop - 1:
+    if n_drop > 0 and window - cap < 2 * n_drop - 1:
         raise ValueError(
-            f"n_drop={n_drop} frames cannot be non-adjacent in {window - max_rate_drop} "
-            f"remaining frames (window={window}, max_rate_drop={max_rate_drop}): they need at "
-            f"least 2 * n_drop - 1 = {2 * n_drop - 1}; lower n_drop or max_rate_drop"
+            f"n_drop={n_drop} frames cannot be non-adjacent in {window - cap} remaining "
+            f"frames (window={window}, max_rate_drop={max_rate_drop}): they need at least "
+            f"2 * n_drop - 1 = {2 * n_drop - 1}; lower n_drop"
         )
 
 
@@ -89,13 +94,16 @@ def sample_indices(
     frames always remain after dropout. Raises ValueError naming the impossible setting.
     """
     cap = window - out_len - n_drop if max_rate_drop is None else max_rate_drop
-    _check_setting(window, out_len, n_drop, cap)
+    _check_setting(window, out_len, n_drop, None if rate_range is None else cap)
     frames = torch.arange(window)
     s = 1.0
     if rate_range is not None:
         lo, hi = rate_range
-        if not 0.0 < lo <= hi:
-            raise ValueError(f"rate_range={rate_range} is not allowed: use 0 < low <= high")
+        if not 1.0 <= lo <= hi:
+            raise ValueError(
+                f"rate_range={rate_range} is not allowed: use 1 <= low <= high (p < 1 would "
+                "need negative drop probabilities)"
+            )
         s = lo + (hi - lo) * float(torch.rand((), generator=generator))
         frames = frames[_rate_keep(window, s, cap, generator)]
     if n_drop > 0:

@@ -83,7 +83,7 @@ SCALE_PERIOD = 40.0  # frames for one Grow/Shrink sweep (then it restarts); Puls
 SPIN_SPEED = 0.07  # radians per frame
 
 # Appearance palette.
-OBJECT_RADIUS = 0.13  # object radius at scale 1, fraction of the frame size
+OBJECT_RADIUS = 0.16  # object radius at scale 1, fraction of the frame size
 SHAPES = ("disc", "square", "triangle", "ring")
 COLOURS = ((220, 60, 50), (60, 190, 80), (70, 120, 235))
 TEXTURES = ("stripes", "checker", "halves")  # all break rotational symmetry so spin shows
@@ -366,7 +366,13 @@ def cli(argv: list[str] | None = None) -> int:
     log_startup("synthetic", to_dict(cfg))
     start = time.perf_counter()
     summary = generate(args.out, cfg, progress=not args.no_progress)
-    counts = summary["counts"]
-    seconds, mb = time.perf_counter() - start, summary["video_bytes"] / 1e6
-    log.info("wrote %s videos (%.1f MB) to %s in %.1f s", counts, mb, args.out, seconds)
+    n, mb = summary["counts"], summary["video_bytes"] / 1e6
+    seconds = time.perf_counter() - start
+    log.info(
+        "wrote %d train + %d test videos (%.1f MB) to %s in %.1f s",
+        *n.values(),
+        mb,
+        args.out,
+        seconds,
+    )
     return 0

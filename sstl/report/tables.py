@@ -192,8 +192,10 @@ def _provenance(
     for path in sorted(used, key=str):
         metrics = json.loads(path.read_text())
         sha = (metrics.get("git") or {}).get("sha") or "unknown"
-        ckpt = metrics.get("weights_sha256") or "none (random init)"
-        lines.append(f"{shown(path, runs_dir)}: checkpoint sha256 {ckpt}; evaluated at git {sha}")
+        weights = metrics.get("weights") or {}
+        sha256 = weights.get("sha256") or metrics.get("weights_sha256")
+        ckpt = f"{weights.get('path', '')} sha256 {sha256}".strip() if sha256 else "none (random init)"
+        lines.append(f"{shown(path, runs_dir)}: checkpoint {ckpt}; evaluated at git {sha}")
     return lines
 
 

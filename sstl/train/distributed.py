@@ -97,7 +97,10 @@ def detect_env(device_pref: str = "auto") -> DistEnv:
     use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
     if use_cuda and not torch.cuda.is_available():
         raise SystemExit("run.device = 'cuda' but no CUDA device is visible; use auto or cpu")
-    device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    # srun --gpus-per-task shows each task one GPU: the local rank indexes the visible ones.
+    device = (
+        torch.device("cuda", local % torch.cuda.device_count()) if use_cuda else torch.device("cpu")
+    )
     backend = "nccl" if use_cuda else "gloo"
     return DistEnv(rank, local, world, addr, port, backend, device)
 
@@ -113,9 +116,11 @@ def init_distributed(device_pref: str = "auto") -> DistEnv:
     if env.device.type == "cuda":
         torch.cuda.set_device(env.device)
     if env.distributed and not dist.is_initialized():
+        # torchrun hosts the rendezvous store itself (env://); under srun rank 0 hosts it.
+        torchrun = "TORCHELASTIC_RUN_ID" in os.environ
         dist.init_process_group(
             env.backend,
-            init_method=f"tcp://{env.master_addr}:{env.master_port}",
+            init_method="env://" if torchrun else f"tcp://{env.master_addr}:{env.master_port}",
             rank=env.rank,
             world_size=env.world_size,
             device_id=env.device if env.device.type == "cuda" else None,

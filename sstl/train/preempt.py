@@ -7,8 +7,12 @@ stops after the same step), writes its resume state and exits with :data:`EXIT_R
 ``SLURM_JOB_ID`` set and ``SSTL_REQUEUE=1`` the job also asks Slurm to requeue itself; the
 requeued job finds the resume state and continues.
 
-Forked children (DataLoader workers) inherit the handler; in them it restores the default action
-and re-raises, so a worker still dies on SIGTERM as it would without this module.
+Slurm signals every process of the step, DataLoader workers included, and torch's workers die on a
+SIGTERM that does not come from their parent; the loader then raises in the main process in the
+middle of a step, before it can save. Pass :func:`ignore_in_worker` as the loader's
+``worker_init_fn``: workers then ignore both signals and end with their loader as usual (or,
+orphaned, by their parent-death check; Slurm's SIGKILL after ``KillWait`` ends anything left).
+Other forked children inherit the handler, which does nothing in them.
 """
 
 from __future__ import annotations
@@ -41,9 +45,7 @@ class Preemption:
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != self._pid:  # a forked worker: behave as if no handler was installed
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+        if os.getpid() != self._pid:  # a forked loader worker: the main process decides
             return
         self.requested = True
         self.signum = signum
@@ -72,6 +74,12 @@ class Preemption:
 
     def describe(self) -> str:
         return signal.Signals(self.signum).name if self.signum else "a stop request"
+
+
+def ignore_in_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: the worker ignores SIGTERM/SIGUSR1 (see the module doc)."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def request_requeue() -> bool:

@@ -3,7 +3,8 @@
     sstl pretrain --cfg JSON --manifest CSV --store DIR --out weights.pt --state-dir DIR \
         --metrics FILE.jsonl [--tensorboard DIR]
 
-Launch with ``torchrun`` or ``srun`` for several GPUs (see :mod:`sstl.train.distributed`). The
+Launch with ``torchrun`` or ``srun`` for several GPUs (see :mod:`sstl.train.distributed`); every
+rank reads the resume state, so ``--state-dir`` must be on a filesystem all nodes share. The
 per-step computation lives in :mod:`sstl.train.step`; this file is the loop around it:
 
 - data: the manifest's train rows with status ok, one memory-bank row per video (index = row);
@@ -11,7 +12,8 @@ per-step computation lives in :mod:`sstl.train.step`; this file is the loop arou
   epoch, batch within the epoch and global step, written atomically every ``run.save_every`` steps,
   at epoch ends, on preemption and at the end (it is kept after success: a rerun with the same
   config then only rewrites ``--out``). A state from another config (hash of every setting except
-  ``run.workers/save_every/log_every/max_steps``) is moved aside to ``resume.pt.stale-<hash>``;
+  ``run.workers/save_every/log_every/max_steps``, plus the list of videos) is moved aside to
+  ``resume.pt.stale-<hash>`` and the run starts afresh;
 - preemption: SIGTERM / SIGUSR1 -> state saved at the next step boundary, exit code 75;
 - ``--out`` (weights + meta: git sha, steps, final loss, config hash) is written only at the end.
 """
@@ -23,9 +25,9 @@ import dataclasses
 import logging
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -44,7 +46,7 @@ from sstl.train.distributed import (
     detect_env,
     init_distributed,
 )
-from sstl.train.preempt import EXIT_REQUEUE, Preemption, request_requeue
+from sstl.train.preempt import EXIT_REQUEUE, Preemption, ignore_in_worker, request_requeue
 from sstl.train.step import PretrainTransform, StepParts, build_parts, train_step
 
 log = logging.getLogger(__name__)
@@ -77,10 +79,11 @@ class Progress:
     loss: float = float("nan")  # total loss of the last step
 
 
-def resume_hash(cfg: PretrainConfig) -> str:
+def resume_hash(cfg: PretrainConfig, video_ids: Sequence[str]) -> str:
+    """What a resume state must match: the config (less execution-only keys) and the videos."""
     d = to_dict(cfg)
     d["run"] = {k: v for k, v in d["run"].items() if k not in UNHASHED_RUN_KEYS}
-    return ckpt.config_hash(d)
+    return ckpt.config_hash({"config": d, "videos": list(video_ids)})
 
 
 def check_settings(cfg: PretrainConfig, world_size: int) -> None:
@@ -90,63 +93,6 @@ def check_settings(cfg: PretrainConfig, world_size: int) -> None:
             f"optim.batch_size = {cfg.optim.batch_size} is not allowed: it is the global batch "
             f"and must be divisible by the {world_size} processes of this job"
         )
-
-
-def train_one_epoch(
-    parts: StepParts,
-    loader: DataLoader,
-    progress: Progress,
-    metrics: ckpt.MetricsLog,
-    save: Any,
-    preempt: Preemption,
-) -> str:
-    """Run the rest of ``progress.epoch``; returns "epoch" (done), "max_steps" or "preempted"."""
-    cfg, env = parts.cfg, parts.env
-    parts.model.train()
-    clips = 2 * cfg.optim.batch_size  # two views per video, global batch
-    bar = tqdm(
-        total=len(loader) + progress.batch,
-        initial=progress.batch,
-        desc=f"epoch {progress.epoch}",
-        disable=not env.is_main,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
-    t_data = time.perf_counter()
-    for batch in loader:
-        t_step = time.perf_counter()
-        logs = train_step(parts, batch, progress.step)
-        progress.step, progress.batch, progress.loss = (
-            progress.step + 1,
-            progress.batch + 1,
-            logs["total"],
-        )
-        t_end = time.perf_counter()
-        bar.update(1)
-        bar.set_postfix(loss=f"{logs['total']:.4f}")
-        if progress.step % cfg.run.log_every == 0:
-            metrics.write(
-                {
-                    "step": progress.step,
-                    "epoch": progress.epoch,
-                    "lr": parts.optimizer.param_groups[0]["lr"],
-                    **{f"loss_{k}": v for k, v in logs.items()},
-                    "clips_per_s": clips / (t_end - t_data),
-                    "data_s": t_step - t_data,
-                    "step_s": t_end - t_step,
-                }
-            )
-        if progress.step % cfg.run.save_every == 0:
-            save()
-        if preempt.should_stop(env.device):
-            bar.close()
-            return "preempted"
-        if 0 < cfg.run.max_steps <= progress.step:
-            bar.close()
-            return "max_steps"
-        t_data = time.perf_counter()
-    bar.close()
-    return "epoch"
 
 
 def build_loader(
@@ -177,9 +123,65 @@ def build_loader(
         pin_memory=env.device.type == "cuda",
         drop_last=True,
         collate_fn=collate,
+        worker_init_fn=ignore_in_worker,  # a preempted job's workers live until the state is saved
         prefetch_factor=4 if cfg.run.workers else None,
     )
     return dataset, sampler, loader
+
+
+def train_one_epoch(
+    parts: StepParts,
+    loader: DataLoader,
+    progress: Progress,
+    metrics: ckpt.MetricsLog,
+    save: Callable[[], None],
+    preempt: Preemption,
+) -> str:
+    """Run the rest of ``progress.epoch``; returns "epoch" (done), "max_steps" or "preempted"."""
+    cfg, env = parts.cfg, parts.env
+    parts.model.train()
+    clips = 2 * cfg.optim.batch_size  # two views per video, global batch
+    bar = tqdm(
+        total=len(loader) + progress.batch,
+        initial=progress.batch,
+        desc=f"epoch {progress.epoch}",
+        disable=not env.is_main,
+        file=sys.stderr,
+        mininterval=1 if sys.stderr.isatty() else 60,  # a log file gets a line a minute
+    )
+    t_data = time.perf_counter()
+    for batch in loader:
+        t_step = time.perf_counter()
+        logs = train_step(parts, batch, progress.step)
+        progress.step += 1
+        progress.batch += 1
+        progress.loss = logs["total"]
+        t_end = time.perf_counter()
+        bar.update(1)
+        bar.set_postfix(loss=f"{logs['total']:.4f}")
+        if progress.step % cfg.run.log_every == 0:
+            metrics.write(
+                {
+                    "step": progress.step,
+                    "epoch": progress.epoch,
+                    "lr": parts.optimizer.param_groups[0]["lr"],
+                    **{f"loss_{k}": v for k, v in logs.items()},
+                    "clips_per_s": clips / (t_end - t_data),
+                    "data_s": t_step - t_data,
+                    "step_s": t_end - t_step,
+                }
+            )
+        if progress.step % cfg.run.save_every == 0:
+            save()
+        if preempt.should_stop(env.device):
+            bar.close()
+            return "preempted"
+        if 0 < cfg.run.max_steps <= progress.step:
+            bar.close()
+            return "max_steps"
+        t_data = time.perf_counter()
+    bar.close()
+    return "epoch"
 
 
 def main(cfg: PretrainConfig, paths: PretrainPaths) -> int:
@@ -194,12 +196,13 @@ def main(cfg: PretrainConfig, paths: PretrainPaths) -> int:
 
 
 def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, env: DistEnv) -> int:
-    cfg_dict, cfg_hash = to_dict(cfg), resume_hash(cfg)
+    cfg_dict = to_dict(cfg)
     startup = log_startup("pretrain", cfg_dict)
     seed_everything(cfg.run.seed, deterministic=cfg.run.deterministic)
     torch.backends.cudnn.benchmark = not cfg.run.deterministic
 
     dataset, sampler, loader = build_loader(cfg, paths, env)
+    cfg_hash = resume_hash(cfg, dataset.ids)  # another config or other videos: start afresh
     parts = build_parts(cfg, env, len(dataset), sampler.batches_per_epoch())
 
     # resume where a previous run of the same config stopped; set another config's state aside
@@ -237,7 +240,7 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, env: DistEnv) -> int:
             save()
     if status == "preempted":
         barrier()  # the state is on disk before any rank exits (torchrun kills the others)
-        log.warning("stopped by %s after step %d: exit %d", preempt.describe(), progress.step, 75)
+        log.warning("stopped by %s after step %d", preempt.describe(), progress.step)
         if env.is_main:
             request_requeue()
         return EXIT_REQUEUE

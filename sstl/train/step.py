@@ -38,6 +38,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from sstl.augment.spatial import SpatialAugment
 from sstl.augment.temporal import TemporalTwoViews
 from sstl.config import OptimConfig, PretrainConfig, SpatialConfig, TemporalConfig
+from sstl.data.clips import collate
 from sstl.losses import clip_to_video, info_nce, playback_rate, sstl_loss
 from sstl.memory import TemporalMemoryBank
 from sstl.models.sstl import SSTLModel, unwrap
@@ -72,6 +73,22 @@ class PretrainTransform:
             params = self.spatial.sample_params(1 if share else 2, h, w, gen)
             out["spatial"] = {k: v.repeat(2) if share else v for k, v in params.items()}
         return out
+
+
+def random_batch(cfg: PretrainConfig, batch: int, height: int, width: int) -> dict[str, Any]:
+    """A loader batch of ``batch`` random-pixel videos, as ClipDataset + transform + collate give.
+
+    For benchmarks: frames ``[batch, 2, T, height, width, 3]`` uint8 on the CPU, spatial params.
+    """
+    transform = PretrainTransform(cfg.temporal, cfg.spatial)
+    samples = []
+    for i in range(batch):
+        gen = torch.Generator().manual_seed(i)
+        shape = (cfg.temporal.window, height, width, 3)
+        window = torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)
+        sample = {"frames": window, "label": 0, "index": i, "position": (i + 0.5) / batch}
+        samples.append(transform({**sample, "generator": gen}))
+    return collate(samples)
 
 
 def augment_views(augment: SpatialAugment, batch: dict[str, Any], device: torch.device) -> Tensor:

@@ -129,8 +129,13 @@ def test_center_crop_resizes_other_short_sides(real_clip: torch.Tensor) -> None:
 
 
 def clip01(real_clip: torch.Tensor) -> torch.Tensor:
-    """The real clip as ``[1, T, 3, H, W]`` float in [0, 1] (8 frames, a 64x64 patch)."""
-    return real_clip[None, :8, 32:96, 50:114].permute(0, 1, 4, 2, 3).float() / 255
+    """The real clip as ``[1, 3, T, H, W]`` float in [0, 1] (8 frames, a 64x64 patch)."""
+    return real_clip[None, :8, 32:96, 50:114].permute(0, 4, 1, 2, 3).float() / 255
+
+
+def video(x: torch.Tensor) -> torch.Tensor:
+    """``[3, T, H, W]`` -> torchvision's video layout ``[T, 3, H, W]``."""
+    return x.transpose(0, 1)
 
 
 @pytest.mark.parametrize(
@@ -142,29 +147,34 @@ def test_colour_ops_match_torchvision(real_clip: torch.Tensor, which: str, facto
     x = clip01(real_clip)
     factors = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0, which: factor}
     ours = color_jitter_(x.clone(), *(torch.tensor([factors[k]]) for k in factors))
-    ref = getattr(TF, f"adjust_{which}")(x[0], factor)  # a [T, 3, H, W] video
-    assert (ours[0] - ref).abs().max() < 1e-2
+    ref = getattr(TF, f"adjust_{which}")(video(x[0]), factor)
+    assert (video(ours[0]) - ref).abs().max() < 1e-2
     assert (ours - x).abs().max() > 1e-2  # the op did something
 
 
 def test_colour_jitter_combines_ops_in_order(real_clip: torch.Tensor) -> None:
     x = clip01(real_clip)
-    ref = x[0]
+    ref = video(x[0])
     for op, f in (("brightness", 1.2), ("contrast", 0.8), ("hue", 0.05), ("saturation", 1.3)):
         ref = getattr(TF, f"adjust_{op}")(ref, f)
     ours = color_jitter_(x.clone(), *(torch.tensor([f]) for f in (1.2, 0.8, 1.3, 0.05)))
-    assert (ours[0] - ref).abs().max() < 1e-2
+    assert (video(ours[0]) - ref).abs().max() < 1e-2
 
 
 @pytest.mark.parametrize("sigma", [0.3, 1.1, 2.0])
 def test_blur_matches_torchvision(real_clip: torch.Tensor, sigma: float) -> None:
     x = clip01(real_clip)
     ours = blur(torch.cat([x, x]), torch.tensor([sigma, 0.1]), 13)
-    ref = TF.gaussian_blur(x[0], [13, 13], [sigma, sigma])
-    assert (ours[0] - ref).abs().max() < 1e-2
+    ref = TF.gaussian_blur(video(x[0]), [13, 13], [sigma, sigma])
+    assert (video(ours[0]) - ref).abs().max() < 1e-2
     assert (ours[1] - x[0]).abs().max() < 1e-3  # sigma 0.1 is (almost) the identity
 
 
 def test_bad_input_is_rejected() -> None:
     with pytest.raises(ValueError, match="uint8"):
         SpatialAugment(SpatialConfig())(torch.zeros(1, 2, 16, 16, 3))
+
+
+def test_two_views_need_a_view_axis() -> None:
+    with pytest.raises(ValueError, match="B, 2, T"):
+        two_view_augment(SpatialAugment(SpatialConfig()), torch.zeros(1, 16, 8, 8, 3).byte())

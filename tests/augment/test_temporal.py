@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections import Counter
 
@@ -27,7 +28,7 @@ def test_table4_rows_give_valid_indices(buffer: int, n_drop: int, distort: bool)
         idx, s = sample_indices(16 + buffer, 16, n_drop, RATE if distort else None, None, g)
         assert idx.dtype == torch.int64 and idx.shape == (16,)
         assert bool((idx[1:] > idx[:-1]).all()), idx
-        assert 0 <= int(idx[0]) and int(idx[-1]) < 16 + buffer
+        assert int(idx[0]) >= 0 and int(idx[-1]) < 16 + buffer
         assert RATE[0] <= s <= RATE[1] if distort else s == 1.0
 
 
@@ -52,7 +53,7 @@ def test_dropped_frames_are_never_adjacent_and_uniform() -> None:
         idx, _ = sample_indices(20, 16, 4, None, None, g)
         dropped = sorted(set(range(20)) - set(idx.tolist()))
         assert len(dropped) == 4
-        assert all(b - a >= 2 for a, b in zip(dropped, dropped[1:], strict=False)), dropped
+        assert all(b - a >= 2 for a, b in itertools.pairwise(dropped)), dropped
     # 5 frames, 2 dropped: the 6 non-adjacent pairs come up equally often.
     counts = Counter(
         tuple(sorted(set(range(5)) - set(sample_indices(5, 3, 2, None, None, g)[0].tolist())))
@@ -96,6 +97,14 @@ def test_rate_drop_cap_is_respected() -> None:
     for _ in range(50):
         idx, _ = sample_indices(28, 16, 4, (3.0, 3.0), None, g)
         assert len(idx) == 16 and bool((idx[1:] > idx[:-1]).all())
+
+
+def test_dropout_without_distortion_only_needs_room_in_the_window() -> None:
+    # 8 non-adjacent drops need 15 frames: fine in a 20-frame window without rate drops.
+    idx, _ = sample_indices(20, 12, 8, None, None, gen())
+    assert len(idx) == 12
+    with pytest.raises(ValueError, match="n_drop=8"):  # rate drops may leave only 12 frames
+        sample_indices(20, 4, 8, (2.0, 2.0), 8, gen())
 
 
 def test_seeded_generator_is_deterministic() -> None:

@@ -231,7 +231,6 @@ def test_cli_writes_the_dataset(tmp_path):
     assert bad.returncode != 0 and "classes = 99" in bad.stderr
 
 
-@pytest.mark.slow
 def test_default_config_generates_quickly(tmp_path):
     start = time.perf_counter()
     summary = synthetic.generate(tmp_path, SyntheticConfig(), progress=False)

@@ -18,6 +18,12 @@ FINETUNE_TOP1 = {"sstl": 62.5, "sstl_no_temp": 50.0, "scratch": 25.0}
 RETRIEVAL_TOP1 = {"sstl": 40.0, "sstl_no_temp": 30.0, "scratch": 15.0}
 
 
+def _weights(path: str, exp: str) -> dict[str, Any]:
+    """The ``weights`` record `sstl evaluate` / `sstl retrieve` write (absent for random init)."""
+    sha = WEIGHTS_SHA.get(exp)
+    return {"weights": {"path": path, "sha256": sha}} if sha else {}
+
+
 def _write(path: Path, data: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
@@ -39,7 +45,7 @@ def write_finetune() -> Callable[..., Path]:
                 "num_classes": 8,
                 "clips": 5,
                 "protocol": "5 clips uniformly spaced, centre crop, mean softmax",
-                "weights_sha256": WEIGHTS_SHA.get(exp),
+                **_weights(f"runs/finetune/{exp}/{ds}/weights.pt", exp),
                 "git": {"sha": "f" * 40, "dirty": False},
             },
         )
@@ -67,7 +73,7 @@ def write_retrieval() -> Callable[..., Path]:
                 },
                 "num_queries": 640,
                 "num_gallery": 1920,
-                "weights_sha256": WEIGHTS_SHA.get(exp),
+                **_weights(f"runs/pretrain/{exp}/weights.pt", exp),
                 "git": {"sha": "e" * 40, "dirty": False},
             },
         )

@@ -98,7 +98,8 @@ def test_provenance_and_footnotes(tables):
     assert any("git commit 1234567890abcdef" in p and "sha256 " + "c" * 64 in p for p in prov)
     assert any("data manifest synthetic" in p and "d" * 64 in p for p in prov)
     assert any(
-        "runs/finetune/sstl/synthetic/metrics.json: checkpoint sha256 " + "a" * 64 in p
+        "runs/finetune/sstl/synthetic/metrics.json: checkpoint "
+        "runs/finetune/sstl/synthetic/weights.pt sha256 " + "a" * 64 in p
         for p in prov
     )
     assert any("none (random init)" in p for p in prov)  # scratch has no checkpoint

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -126,14 +127,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def helpers() -> Any:
-    """The module-level helpers, for test files (importlib mode cannot import conftest)."""
-
-    class H:
-        pass
-
-    h = H()
-    for fn in (tiny_cfg, pretrain_argv, subprocess_env, sstl_command, run_pretrain, read_metrics):
-        setattr(h, fn.__name__, staticmethod(fn))
-    h.REPO = REPO
-    return h
+def helpers() -> SimpleNamespace:
+    """The helpers above for the test files (importlib mode cannot import a conftest)."""
+    return SimpleNamespace(
+        REPO=REPO,
+        tiny_cfg=tiny_cfg,
+        pretrain_argv=pretrain_argv,
+        subprocess_env=subprocess_env,
+        sstl_command=sstl_command,
+        run_pretrain=run_pretrain,
+        read_metrics=read_metrics,
+    )

@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from sstl.config import OptimConfig, PretrainConfig, load_section
+from sstl.data.clips import load_manifest
 from sstl.models.sstl import load_weights
+from sstl.train.pretrain import cli as pretrain_cli
 from sstl.train.pretrain import resume_hash
 from sstl.train.step import lr_factor
 
@@ -43,7 +45,8 @@ def test_loss_falls_and_outputs_are_written(tiny_data, tmp_path, helpers):
 
     model, config, meta = load_weights(tmp_path / "weights.pt")
     assert meta["steps"] == 30 and meta["final_loss"] == pytest.approx(total[-1])
-    assert meta["config_hash"] == resume_hash(load_section(PretrainConfig, config))
+    ids = load_manifest(tiny_data.manifest, split="train")["id"].tolist()
+    assert meta["config_hash"] == resume_hash(load_section(PretrainConfig, config), ids)
     assert "sha" in meta["git"] and "dirty" in meta["git"]
     assert config["optim"]["batch_size"] == 8
     clips = torch.randn(2, 3, 8, 28, 28)
@@ -77,20 +80,11 @@ def test_memory_off_and_no_speed_head_run(tiny_data, tmp_path, helpers):
         ({"memory": {"momentum": 1.5}}, "memory.momentum"),
     ],
 )
-def test_bad_settings_fail_at_start(tmp_path, helpers, override, setting):
-    """Rejected before any data is read: the manifest and store paths do not even exist."""
-    cfg = helpers.tiny_cfg(**override)
-    argv = helpers.pretrain_argv(_no_data(tmp_path), tmp_path / "out", cfg)
-    run = subprocess.run(
-        helpers.sstl_command("pretrain", *argv),
-        cwd=helpers.REPO,
-        env=helpers.subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode != 0
-    assert setting in run.stderr, run.stderr[-2000:]
+def test_bad_settings_fail_at_start(tmp_path, helpers, capsys, override, setting):
+    """``sstl pretrain`` rejects them before reading data: manifest and store do not even exist."""
+    argv = helpers.pretrain_argv(_no_data(tmp_path), tmp_path / "out", helpers.tiny_cfg(**override))
+    assert pretrain_cli(argv) != 0
+    assert setting in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -130,10 +124,12 @@ def test_lr_schedule_warmup_then_cosine_to_zero():
     assert [lr_factor(s, step, 5) for s in (19, 20, 39, 40)] == pytest.approx([1.0, 0.1, 0.1, 0.01])
 
 
-def test_resume_hash_ignores_execution_only_settings():
+def test_resume_hash_ignores_execution_only_settings_but_not_the_videos():
+    ids = ["a/v1", "b/v2"]
     base = PretrainConfig()
     same = PretrainConfig()
     same.run.workers, same.run.save_every, same.run.max_steps = 7, 3, 99
     other = PretrainConfig()
     other.optim.lr = 1.0
-    assert resume_hash(base) == resume_hash(same) != resume_hash(other)
+    assert resume_hash(base, ids) == resume_hash(same, ids) != resume_hash(other, ids)
+    assert resume_hash(base, ids) != resume_hash(base, ids[:1])

@@ -14,11 +14,14 @@ import torch
 
 from sstl.train.preempt import EXIT_REQUEUE, Preemption, request_requeue
 
-# 16 videos / batch 4 = 4 steps an epoch; 8 epochs = 32 steps; a state every 2 steps.
+# 16 videos / batch 4 = 4 steps an epoch; 8 epochs = 32 steps; a state every 2 steps. The reference
+# runs without loader workers, the interrupted runs with one: samples must not depend on that.
 RESUME_CFG = {"optim": {"epochs": 8}, "run": {"save_every": 2}}
+WORKER_CFG = {"optim": {"epochs": 8}, "run": {"save_every": 2, "workers": 1}}
 
 
 def start(helpers, data, out: Path, cfg: dict) -> subprocess.Popen:
+    """The run in its own process group, so a signal can reach it and its loader worker at once."""
     return subprocess.Popen(
         helpers.sstl_command("pretrain", *helpers.pretrain_argv(data, out, cfg)),
         cwd=helpers.REPO,
@@ -26,6 +29,7 @@ def start(helpers, data, out: Path, cfg: dict) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
 
 
@@ -68,10 +72,10 @@ def reference(tiny_data, tmp_path_factory, helpers):
 
 @pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_same_weights(tiny_data, tmp_path, helpers, reference):
-    cfg = helpers.tiny_cfg(**RESUME_CFG)
+    cfg = helpers.tiny_cfg(**WORKER_CFG)
     proc = start(helpers, tiny_data, tmp_path, cfg)
     wait_for_step(proc, tmp_path / "metrics.jsonl", step=5)  # states at 2 and 4 exist
-    proc.kill()  # SIGKILL: no handler runs, nothing is flushed or saved
+    os.killpg(proc.pid, signal.SIGKILL)  # no handler runs, nothing is flushed or saved
     proc.wait(timeout=30)
     proc.stderr.close()
     assert not (tmp_path / "weights.pt").exists(), "the run finished before it was killed"
@@ -90,11 +94,11 @@ def test_kill_9_then_rerun_gives_the_same_weights(tiny_data, tmp_path, helpers, 
 
 @pytest.mark.slow
 def test_sigterm_saves_exits_75_and_the_rerun_continues(tiny_data, tmp_path, helpers, reference):
-    cfg = helpers.tiny_cfg(**RESUME_CFG)
+    cfg = helpers.tiny_cfg(**WORKER_CFG)
     metrics = tmp_path / "metrics.jsonl"
     proc = start(helpers, tiny_data, tmp_path, cfg)
     wait_for_step(proc, metrics, step=3)
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # as Slurm does: the main process and its loader worker
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_REQUEUE, stderr[-3000:]
     assert "stopped by SIGTERM" in stderr
