@@ -53,18 +53,26 @@ def nodes_from_sinfo() -> list[dict[str, Any]]:
     try:
         data = json.loads(_run(["sinfo", "--json"]))
         return [
-            {"name": n["name"], "partitions": n.get("partitions", []), "gres": n.get("gres", ""),
-             "gres_used": n.get("gres_used", ""), "state": str(n.get("state", "")).lower()}
+            {
+                "name": n["name"],
+                "partitions": n.get("partitions", []),
+                "gres": n.get("gres", ""),
+                "gres_used": n.get("gres_used", ""),
+                "state": str(n.get("state", "")).lower(),
+            }
             for n in data.get("nodes", [])
         ]
     except (RuntimeError, json.JSONDecodeError, KeyError):
         pass  # old Slurm without the JSON plugin: fall back to format strings
-    out = _run(["sinfo", "-h", "-N", "-O", "NodeHost:|,Partition:|,Gres:|,GresUsed:|,StateCompact:"])
+    out = _run(
+        ["sinfo", "-h", "-N", "-O", "NodeHost:|,Partition:|,Gres:|,GresUsed:|,StateCompact:"]
+    )
     nodes: dict[str, dict[str, Any]] = {}
     for line in out.splitlines():
         host, part, gres, used, state = (f.strip() for f in line.split("|")[:5])
-        node = nodes.setdefault(host, {"name": host, "partitions": [], "gres": gres,
-                                       "gres_used": used, "state": state})
+        node = nodes.setdefault(
+            host, {"name": host, "partitions": [], "gres": gres, "gres_used": used, "state": state}
+        )
         node["partitions"].append(part.rstrip("*"))
     return list(nodes.values())
 
@@ -75,12 +83,16 @@ def nodes_from_pyslurm() -> list[dict[str, Any]] | None:
         import pyslurm  # type: ignore[import-not-found]
 
         nodes = pyslurm.Nodes.load()
-    except Exception:  # noqa: BLE001 - missing, or built against another Slurm
+    except Exception:  # missing, or built against another Slurm
         return None
     return [
-        {"name": name, "partitions": list(n.partitions), "gres": ",".join(n.configured_gres or []),
-         "gres_used": ",".join(getattr(n, "allocated_gres", []) or []),
-         "state": str(n.state).lower()}
+        {
+            "name": name,
+            "partitions": list(n.partitions),
+            "gres": ",".join(n.configured_gres or []),
+            "gres_used": ",".join(getattr(n, "allocated_gres", []) or []),
+            "state": str(n.state).lower(),
+        }
         for name, n in nodes.items()
     ]
 
@@ -108,8 +120,18 @@ def workflow_jobs(workdir: Path) -> list[dict[str, str]]:
         if Path(wd).resolve() != workdir.resolve():
             continue
         rule = comment.split("_wildcards_")[0].removeprefix("rule_") if comment else name
-        jobs.append({"jobid": jobid, "rule": rule, "partition": part, "state": state,
-                     "elapsed": elapsed, "gres": gres, "reason": reason, "comment": comment})
+        jobs.append(
+            {
+                "jobid": jobid,
+                "rule": rule,
+                "partition": part,
+                "state": state,
+                "elapsed": elapsed,
+                "gres": gres,
+                "reason": reason,
+                "comment": comment,
+            }
+        )
     return jobs
 
 
@@ -118,19 +140,27 @@ def render(parts: list[Partition], jobs: list[dict[str, str]]) -> str:
     if not parts:
         lines.append("  (no partition has GPUs)")
     for p in parts:
-        lines.append(f"  {p.name:<14}{p.gpus_free:>6}{p.gpus_total:>7}  "
-                     f"{len(p.nodes)} / {','.join(sorted(p.states))}")
+        lines.append(
+            f"  {p.name:<14}{p.gpus_free:>6}{p.gpus_total:>7}  "
+            f"{len(p.nodes)} / {','.join(sorted(p.states))}"
+        )
     lines += ["", f"this workflow's jobs ({len(jobs)})"]
     for j in jobs:
-        lines.append(f"  {j['jobid']:<10}{j['rule']:<12}{j['partition']:<10}{j['state']:<11}"
-                     f"{j['elapsed']:>10}  {j['gres']}  {j['reason']}")
+        lines.append(
+            f"  {j['jobid']:<10}{j['rule']:<12}{j['partition']:<10}{j['state']:<11}"
+            f"{j['elapsed']:>10}  {j['gres']}  {j['reason']}"
+        )
     return "\n".join(lines)
 
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sstl cluster", description=__doc__)
-    parser.add_argument("--workdir", type=Path, default=Path.cwd(),
-                        help="the workflow's directory (jobs submitted from elsewhere are hidden)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path.cwd(),
+        help="the workflow's directory (jobs submitted from elsewhere are hidden)",
+    )
     parser.add_argument("--all-partitions", action="store_true", help="include CPU-only ones")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
@@ -138,10 +168,23 @@ def cli(argv: list[str] | None = None) -> int:
     parts = partitions(nodes, gpu_only=not args.all_partitions)
     jobs = workflow_jobs(args.workdir)
     if args.json:
-        json.dump({"partitions": [{"name": p.name, "gpus_free": p.gpus_free,
-                                   "gpus_total": p.gpus_total, "nodes": p.nodes,
-                                   "states": sorted(p.states)} for p in parts],
-                   "jobs": jobs}, sys.stdout, indent=2)
+        json.dump(
+            {
+                "partitions": [
+                    {
+                        "name": p.name,
+                        "gpus_free": p.gpus_free,
+                        "gpus_total": p.gpus_total,
+                        "nodes": p.nodes,
+                        "states": sorted(p.states),
+                    }
+                    for p in parts
+                ],
+                "jobs": jobs,
+            },
+            sys.stdout,
+            indent=2,
+        )
         print()
     else:
         print(render(parts, jobs))

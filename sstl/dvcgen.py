@@ -36,19 +36,52 @@ HEADER = (
 # rule -> the code its command runs (package paths); any change there invalidates the stage.
 CODE_DEPS: dict[str, list[str]] = {
     "synthetic": ["sstl/data/synthetic.py"],
-    "fetch": ["sstl/data/acquire.py", "sstl/data/download.py", "sstl/data/archive.py",
-              "sstl/data/splits.py"],
-    "extract": ["sstl/data/extract.py", "sstl/data/store.py", "sstl/data/video.py",
-                "sstl/data/splits.py"],
+    "fetch": [
+        "sstl/data/acquire.py",
+        "sstl/data/download.py",
+        "sstl/data/archive.py",
+        "sstl/data/splits.py",
+    ],
+    "extract": [
+        "sstl/data/extract.py",
+        "sstl/data/store.py",
+        "sstl/data/video.py",
+        "sstl/data/splits.py",
+    ],
     "manifest": ["sstl/data/extract.py"],
-    "pretrain": ["sstl/train", "sstl/models", "sstl/augment", "sstl/data/clips.py",
-                 "sstl/data/store.py", "sstl/memory.py", "sstl/losses.py", "sstl/config.py"],
-    "finetune": ["sstl/train", "sstl/models", "sstl/augment", "sstl/data/clips.py",
-                 "sstl/data/store.py", "sstl/config.py"],
-    "evaluate": ["sstl/eval/classify.py", "sstl/eval/features.py", "sstl/models",
-                 "sstl/augment/spatial.py", "sstl/data/clips.py"],
-    "retrieve": ["sstl/eval/retrieve.py", "sstl/eval/retrieval.py", "sstl/eval/features.py",
-                 "sstl/models", "sstl/augment/spatial.py", "sstl/data/clips.py"],
+    "pretrain": [
+        "sstl/train",
+        "sstl/models",
+        "sstl/augment",
+        "sstl/data/clips.py",
+        "sstl/data/store.py",
+        "sstl/memory.py",
+        "sstl/losses.py",
+        "sstl/config.py",
+    ],
+    "finetune": [
+        "sstl/train",
+        "sstl/models",
+        "sstl/augment",
+        "sstl/data/clips.py",
+        "sstl/data/store.py",
+        "sstl/config.py",
+    ],
+    "evaluate": [
+        "sstl/eval/classify.py",
+        "sstl/eval/features.py",
+        "sstl/models",
+        "sstl/augment/spatial.py",
+        "sstl/data/clips.py",
+    ],
+    "retrieve": [
+        "sstl/eval/retrieve.py",
+        "sstl/eval/retrieval.py",
+        "sstl/eval/features.py",
+        "sstl/models",
+        "sstl/augment/spatial.py",
+        "sstl/data/clips.py",
+    ],
     "analyse": ["sstl/eval/similarity.py", "sstl/models", "sstl/augment", "sstl/data/clips.py"],
     "report": ["sstl/report"],
 }
@@ -115,8 +148,11 @@ def stage_for(job: Any, configfile: str) -> dict[str, Any]:
     return stage
 
 
-def generate(snakefile: Path = Path("Snakefile"), configfile: Path = Path("config/config.yaml"),
-             workdir: Path = Path(".")) -> str:
+def generate(
+    snakefile: Path = Path("Snakefile"),
+    configfile: Path = Path("config/config.yaml"),
+    workdir: Path = Path("."),
+) -> str:
     jobs = sorted(_jobs(snakefile, configfile, workdir), key=_stage_name)
     stages = {_stage_name(j): stage_for(j, str(configfile)) for j in jobs}
     body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=10_000)
@@ -131,14 +167,18 @@ def _run(cmd: list[str]) -> int:
 def cli(argv: list[str] | None = None) -> int:
     from sstl.runtime import setup_logging
 
-    parser = argparse.ArgumentParser(prog="sstl dvc", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sstl dvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("action", choices=["generate", "commit", "pull"])
     parser.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
     parser.add_argument("--snakefile", type=Path, default=Path("Snakefile"))
     parser.add_argument("--out", type=Path, default=Path("dvc.yaml"))
-    parser.add_argument("--check", action="store_true",
-                        help="generate: exit 1 if the file on disk differs (CI drift check)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="generate: exit 1 if the file on disk differs (CI drift check)",
+    )
     parser.add_argument("--remote", default=None, help="pull: the DVC remote to pull from")
     args = parser.parse_args(argv)
     setup_logging()
@@ -163,5 +203,15 @@ def cli(argv: list[str] | None = None) -> int:
     if rc:
         return rc
     env_cores = os.environ.get("SSTL_CORES", "1")
-    return _run(["snakemake", "--touch", "--cores", env_cores, "--configfile",
-                 str(args.configfile), "--quiet", "all"])
+    return _run(
+        [
+            "snakemake",
+            "--touch",
+            "--cores",
+            env_cores,
+            "--configfile",
+            str(args.configfile),
+            "--quiet",
+            "all",
+        ]
+    )

@@ -134,8 +134,12 @@ def stage_config(config: Mapping[str, Any], stage: str, exp: str | None = None) 
         for k in ("dataset", "experiments"):
             cfg.pop(k, None)
         pre = _section(config, exp, "pretrain")
-        return {"analysis": cfg, "model": pre.get("model", {}), "temporal": pre.get("temporal", {}),
-                "seed": seed}
+        return {
+            "analysis": cfg,
+            "model": pre.get("model", {}),
+            "temporal": pre.get("temporal", {}),
+            "seed": seed,
+        }
     raise KeyError(stage)
 
 
@@ -171,7 +175,9 @@ def used_datasets(config: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def validate(config: Mapping[str, Any], schema_path: Path = SCHEMA, check_paths: bool = True) -> None:
+def validate(
+    config: Mapping[str, Any], schema_path: Path = SCHEMA, check_paths: bool = True
+) -> None:
     """Everything that can be checked before a job runs: schema, then each resolved stage config.
 
     The dataclasses add the checks a schema cannot express (n_drop against the window, ...), so a
@@ -196,8 +202,9 @@ def validate(config: Mapping[str, Any], schema_path: Path = SCHEMA, check_paths:
             C.load_section(C.FinetuneConfig, stage_config(config, "finetune", name), "finetune")
             rcfg = stage_config(config, "retrieve", name)
             C.load_section(C.RetrievalConfig, rcfg["retrieval"], "retrieval")
-            C.load_section(C.AnalysisConfig, stage_config(config, "analyse", name)["analysis"],
-                           "analysis")
+            C.load_section(
+                C.AnalysisConfig, stage_config(config, "analyse", name)["analysis"], "analysis"
+            )
         except C.ConfigError as err:
             raise PipelineConfigError(f"experiment {name!r}: {err}") from None
     C.load_section(C.EvalConfig, config.get("evaluate"), "evaluate")
@@ -218,8 +225,9 @@ def validate(config: Mapping[str, Any], schema_path: Path = SCHEMA, check_paths:
 
 def resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
     """Slurm/local resources of a rule: ``resources.default`` updated by ``resources.<rule>``."""
-    res = deep_merge(config.get("resources", {}).get("default", {}),
-                     config.get("resources", {}).get(rule, {}))
+    res = deep_merge(
+        config.get("resources", {}).get("default", {}), config.get("resources", {}).get(rule, {})
+    )
     return res
 
 
@@ -251,6 +259,8 @@ def report_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     return {
         **dict(config.get("report") or {}),
         "run": run_experiments(config),
-        "experiments": {k: (v or {}).get("description", "") for k, v in config["experiments"].items()},
+        "experiments": {
+            k: (v or {}).get("description", "") for k, v in config["experiments"].items()
+        },
         "config_hash": config_hash(config),
     }

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,14 @@ def log_startup(command: str, cfg: Any) -> dict[str, Any]:
         info["git"]["sha"],
         " (dirty)" if info["git"]["dirty"] else "",
     )
+    # where it runs: the first thing to check when a cluster job misbehaves
+    env = {
+        k: os.environ[k]
+        for k in ("SLURM_JOB_ID", "SLURM_PROCID", "CUDA_VISIBLE_DEVICES")
+        if k in os.environ
+    }
+    where = " ".join(f"{k}={v}" for k, v in env.items()) or "no Slurm job, no GPU assignment"
+    log.info("host %s, pid %d, %s", socket.gethostname(), os.getpid(), where)
     log.info("resolved config:\n%s", json.dumps(cfg, indent=2, sort_keys=True, default=str))
     return info
 

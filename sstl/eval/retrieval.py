@@ -1,29 +1,35 @@
 """Pure nearest-neighbour retrieval top-k accuracy (paper Sec 4.4), plus the peers' protocols.
 
-Every query (a test clip) searches the whole gallery (all train clips) by cosine similarity; a query
-is a hit at k if its class is among the classes of its k nearest gallery items.
+The standard protocol (the paper's, VCOP's): every query (a test clip) ranks the whole gallery (all
+train clips) by cosine similarity, most similar first; a query is a hit at k if its class is among
+the classes of its k first ranked gallery items. With k larger than the gallery, all of it counts.
 
-Ties. Two gallery items can be exactly as similar to a query (duplicate clips, duplicate videos),
-and which of them a search returns first is an implementation detail of faiss or torch. So the
-rule here is tie-inclusive and independent of the search order: with ``s_k`` the k-th best
-similarity of the query, it is a hit at k if ANY gallery item of its class has similarity
-``>= s_k - tie_tol``. Equivalently: ``best_same_class >= s_k - tie_tol``. ``tie_tol`` (1e-5) absorbs
-float32 rounding between the two computations (the k-th similarity comes from the full search, the
-best same-class similarity from a per-class search, which round differently; for unit vectors the
-difference is ~1e-7 in practice, its worst-case bound ``d * 2**-24``). Without ties the rule is
-exactly "the class is among the labels of the k nearest". With k larger than the gallery, all of it
-counts.
+Ties. Exactly equal similarities (duplicate clips, or the near-collapsed features of a badly
+trained model, where every similarity rounds to the same float32) are ordered by gallery index,
+lower first, i.e. a stable sort of the similarities. The order faiss or torch return among equal
+values is an implementation detail, so :func:`nearest` re-sorts its neighbours by (-similarity,
+index), and where the ``m``-th and ``(m+1)``-th best similarities of a query are equal (a tie AT
+the boundary of the kept neighbours, where a backend keeps any of the tied items) it recomputes that
+query's similarities with the torch path and keeps the lowest-index tied items. So the ranking is
+exactly the stable rule applied to the similarities the backend computed. faiss and torch round the
+same dot product differently (~1e-7), so where two items are within rounding of each other the two
+backends may order them differently; only degenerate features (near-duplicates) have such
+near-ties, and there each backend still applies the rule to its own values. A collapsed model thus
+scores what its first gallery items' classes give (about chance), never more: an earlier
+tie-inclusive rule ("hit if ANY same-class item is within 1e-5 of the k-th similarity") counted
+nearly every query of such a model as a hit.
 
 Scale. UCF101 split 1 at full size is 37,830 queries x 95,370 gallery clips x 512-d. Only
-``max(ks)`` neighbours per query are kept, never the full similarity matrix:
+``max(ks) + 1`` neighbours per query are kept, never the full similarity matrix:
 - ``backend="faiss"``: ``faiss.knn`` with inner product (the brute-force search ``IndexFlatIP``
   runs, without copying the gallery into an index), blocked sgemm + heaps inside faiss;
 - ``backend="torch"``: chunked ``query @ gallery.T`` + ``topk``, at most 256 MiB of similarities
   at a time.
 Inputs that are already unit-norm float32 are used in place; others get one normalised copy. The
 search is exact float32, 2 * Q * G * d = 3.7 TFLOP at full size: compute-bound, ~57 CPU-seconds
-with faiss on a 2-core AVX-512 CPU, +55 MiB (``bench/retrieval.py``). The per-class search for
-the tie rule costs 1/num_classes of that.
+with faiss on a 2-core AVX-512 CPU, +55 MiB (``bench/retrieval.py``). Boundary ties cost one more
+torch pass over the tied queries: nothing on real features, about one more search when every
+query is tied (collapsed features).
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ import numpy as np
 import torch
 
 Backend = Literal["faiss", "torch"]
-TIE_TOL = 1e-5
 DEFAULT_KS = (1, 5, 10, 20, 50)
 _CHUNK_BYTES = 256 * 2**20  # torch backend: at most this many bytes of similarities at once
 
@@ -87,11 +92,26 @@ def center_normalize(query: Any, gallery: Any) -> tuple[np.ndarray, np.ndarray]:
     return l2_normalize(query - mean), l2_normalize(gallery - mean)
 
 
-def _search_faiss(query: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    import faiss  # imported here: only this backend needs it
+def _rank(sims: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort each row of ``[Q, m]`` neighbours by (-similarity, gallery index)."""
+    order = np.lexsort((idx, -sims), axis=1)
+    return np.take_along_axis(sims, order, 1), np.take_along_axis(idx, order, 1)
 
-    sims, idx = faiss.knn(query, gallery, k, metric=faiss.METRIC_INNER_PRODUCT)
-    return sims, idx.astype(np.int64, copy=False)
+
+def _boundary_tied(sims: np.ndarray, k: int) -> np.ndarray:
+    """Rows of ``[Q, k + 1]`` ranked similarities whose k-th and (k+1)-th best are equal."""
+    if sims.shape[1] <= k:  # the whole gallery is kept: no boundary
+        return np.zeros(len(sims), dtype=bool)
+    return sims[:, k - 1] == sims[:, k]
+
+
+def _lowest_index_top(s: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
+    """``s [n, G]`` similarities and ``kth [n]`` their k-th best value -> ``[n, k]`` gallery
+    indices: every item above ``kth`` (fewer than k), then the lowest-index items equal to it."""
+    rev = torch.arange(s.shape[1], 0, -1, dtype=torch.int32)  # (G,) lower index, larger key
+    key = torch.where(s == kth[:, None], rev, 0)
+    key.masked_fill_(s > kth[:, None], s.shape[1] + 1)
+    return key.topk(k, dim=1).indices
 
 
 def _search_torch(
@@ -99,21 +119,45 @@ def _search_torch(
 ) -> tuple[np.ndarray, np.ndarray]:
     g = torch.from_numpy(gallery)  # shares memory
     rows = max(1, chunk_bytes // (4 * len(gallery)))
+    group = max(1, rows // 8)  # tied rows are resolved in groups: ~1/3 of a chunk of masks
+    k1 = min(k + 1, len(gallery))  # one more neighbour, to see a tie at the k-th place
     sims = np.empty((len(query), k), dtype=np.float32)
     idx = np.empty((len(query), k), dtype=np.int64)
     for start in range(0, len(query), rows):
-        top = (torch.from_numpy(query[start : start + rows]) @ g.T).topk(k, dim=1)  # (rows, G)
-        sims[start : start + rows], idx[start : start + rows] = top.values, top.indices
+        s = torch.from_numpy(query[start : start + rows]) @ g.T  # (rows, G)
+        top = s.topk(k1, dim=1)  # (rows, k1), best first
+        top_s, top_i = top.values.numpy(), top.indices.numpy()
+        for r0 in range(0, len(s), group):
+            tied = r0 + np.flatnonzero(_boundary_tied(top_s[r0 : r0 + group], k))
+            if tied.size:
+                st = s[torch.from_numpy(tied)]  # (n, G) copy of the tied rows
+                ti = _lowest_index_top(st, torch.from_numpy(top_s[tied, k - 1]), k)
+                top_i[tied, :k], top_s[tied, :k] = ti.numpy(), st.gather(1, ti).numpy()
+        sims[start : start + rows], idx[start : start + rows] = top_s[:, :k], top_i[:, :k]
+    return _rank(sims, idx)
+
+
+def _search_faiss(query: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss  # imported here: only this backend needs it
+
+    k1 = min(k + 1, len(gallery))  # one more neighbour, to see a tie at the k-th place
+    sims, idx = faiss.knn(query, gallery, k1, metric=faiss.METRIC_INNER_PRODUCT)
+    sims, idx = _rank(sims, idx.astype(np.int64, copy=False))
+    tied = np.flatnonzero(_boundary_tied(sims, k))
+    sims, idx = np.ascontiguousarray(sims[:, :k]), np.ascontiguousarray(idx[:, :k])
+    if tied.size:  # faiss keeps any of the tied items: rank those queries exactly with torch
+        sims[tied], idx[tied] = _search_torch(np.ascontiguousarray(query[tied]), gallery, k)
     return sims, idx
 
 
 def nearest(
     query: Any, gallery: Any, k: int, backend: Backend = "faiss"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force inner-product search (cosine when rows are unit vectors).
+    """The ``m = min(k, G)`` first items of each query's ranking (module docstring).
 
-    ``query [Q, D]``, ``gallery [G, D]`` -> ``(sims [Q, m] float32, index [Q, m] int64)`` with
-    ``m = min(k, G)``, best first. Order among exactly equal similarities is the backend's.
+    Brute-force inner product (cosine when rows are unit vectors): ``query [Q, D]``,
+    ``gallery [G, D]`` -> ``(sims [Q, m] float32, index [Q, m] int64)``, ranked by
+    (-similarity, gallery index): equal similarities in gallery order, also at the m-th place.
     """
     query, gallery = _f32(query, "query", 2), _f32(gallery, "gallery", 2)
     k = min(k, len(gallery))
@@ -124,19 +168,6 @@ def nearest(
     raise ValueError(f"backend = {backend!r} is not allowed: 'faiss' or 'torch'")
 
 
-def _best_same_class(
-    query: np.ndarray, qlab: np.ndarray, gallery: np.ndarray, glab: np.ndarray, backend: Backend
-) -> np.ndarray:
-    """``[Q]`` best similarity between each query and a gallery item of its class (-inf: none)."""
-    best = np.full(len(query), -np.inf, dtype=np.float32)
-    for c in np.unique(qlab):
-        gi = np.flatnonzero(glab == c)
-        if gi.size:
-            qi = np.flatnonzero(qlab == c)
-            best[qi] = nearest(query[qi], gallery[gi], 1, backend)[0][:, 0]
-    return best
-
-
 def topk_accuracy(
     query: Any,
     query_labels: Any,
@@ -144,12 +175,13 @@ def topk_accuracy(
     gallery_labels: Any,
     ks: Sequence[int] = DEFAULT_KS,
     backend: Backend = "faiss",
-    tie_tol: float = TIE_TOL,
 ) -> dict[int, float]:
-    """Top-k retrieval accuracy in percent, cosine similarity, tie-inclusive (module docstring).
+    """Top-k retrieval accuracy in percent, cosine similarity, standard protocol with ties broken
+    by gallery index (module docstring).
 
     ``query [Q, D]``, ``query_labels [Q]``, ``gallery [G, D]``, ``gallery_labels [G]`` (numpy
-    arrays or tensors) -> ``{k: percent of queries that are a hit at k}``.
+    arrays or tensors) -> ``{k: percent of queries whose class is among their k first ranked
+    gallery items}``.
     """
     query, gallery = _f32(query, "query", 2), _f32(gallery, "gallery", 2)
     if query.shape[1] != gallery.shape[1]:
@@ -159,6 +191,9 @@ def topk_accuracy(
         )
     if len(query) == 0 or len(gallery) == 0:
         raise ValueError(f"empty retrieval: {len(query)} queries, {len(gallery)} gallery items")
+    for name, x in (("query", query), ("gallery", gallery)):
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} features contain NaN or inf: the model diverged; no ranking")
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks = {ks!r} is not allowed: a non-empty list of integers >= 1")
@@ -166,7 +201,8 @@ def topk_accuracy(
     glab = _labels(gallery_labels, len(gallery), "gallery_labels")
     query, gallery = l2_normalize(query), l2_normalize(gallery)
 
-    sims, _ = nearest(query, gallery, max(ks), backend)  # (Q, m), m = min(max k, G)
-    best = _best_same_class(query, qlab, gallery, glab, backend)  # (Q,)
-    m = sims.shape[1]
-    return {k: float(100.0 * np.mean(best >= sims[:, min(k, m) - 1] - tie_tol)) for k in ks}
+    _, idx = nearest(query, gallery, max(ks), backend)  # (Q, m), m = min(max k, G)
+    same = glab[idx] == qlab[:, None]  # (Q, m)
+    never = np.iinfo(np.int64).max  # no item of the class among the m kept
+    first = np.where(same.any(axis=1), same.argmax(axis=1), never)  # (Q,) rank of 1st same-class
+    return {k: float(100.0 * np.mean(first < k)) for k in ks}

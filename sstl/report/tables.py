@@ -194,7 +194,9 @@ def _provenance(
         sha = (metrics.get("git") or {}).get("sha") or "unknown"
         weights = metrics.get("weights") or {}
         sha256 = weights.get("sha256") or metrics.get("weights_sha256")
-        ckpt = f"{weights.get('path', '')} sha256 {sha256}".strip() if sha256 else "none (random init)"
+        ckpt = (
+            f"{weights.get('path', '')} sha256 {sha256}".strip() if sha256 else "none (random init)"
+        )
         lines.append(f"{shown(path, runs_dir)}: checkpoint {ckpt}; evaluated at git {sha}")
     return lines
 

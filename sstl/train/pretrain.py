@@ -247,7 +247,7 @@ def _pretrain(cfg: PretrainConfig, paths: PretrainPaths, env: DistEnv) -> int:
 
     if env.is_main:
         meta = {"git": startup["git"], "steps": progress.step, "epochs": progress.epoch}
-        meta |= {"final_loss": progress.loss, "config_hash": cfg_hash, "world": env.world_size}
+        meta |= {"final_loss": progress.loss, "config_hash": cfg_hash, "world_size": env.world_size}
         save_weights(paths.out, parts.model, cfg_dict, meta)
         log.info("wrote %s: %d steps, loss %.4f", paths.out, progress.step, progress.loss)
     barrier()

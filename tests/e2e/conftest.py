@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,10 +19,16 @@ REPO = Path(__file__).resolve().parents[2]
 def workspace_copy(dst: Path) -> Path:
     """Copy the checkout's tracked and untracked-but-not-ignored files (what a clone would have
     plus uncommitted work) into ``dst``, as a fresh git repository with one commit."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, files):
         src = REPO / rel
         if not src.exists() and not src.is_symlink():
@@ -39,15 +46,27 @@ def workspace_copy(dst: Path) -> Path:
     return dst
 
 
-def snakemake(ws: Path, *args: str, timeout: int = 1200, check: bool = True,
-              env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = ["snakemake", "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=ws, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+def snakemake(
+    ws: Path, *args: str, timeout: int = 1200, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    # targets must come before options: --configfile / --config take several values
+    cmd = ["snakemake", *args, "--cores", "2"]
+    proc = subprocess.run(
+        cmd,
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if check and proc.returncode != 0:
-        logs = "\n".join(
-            f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((ws / "logs").rglob("*.log"))
-        ) if (ws / "logs").exists() else ""
+        logs = (
+            "\n".join(
+                f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((ws / "logs").rglob("*.log"))
+            )
+            if (ws / "logs").exists()
+            else ""
+        )
         raise AssertionError(
             f"{' '.join(cmd)} failed ({proc.returncode})\n{proc.stdout[-4000:]}\n"
             f"{proc.stderr[-6000:]}\n{logs[-12000:]}"
@@ -61,7 +80,7 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     lines = dry_run_output.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("Job stats:"):
-            for row in lines[i + 3:]:
+            for row in lines[i + 3 :]:
                 parts = row.split()
                 if len(parts) != 2 or parts[0] == "total":
                     break
@@ -71,10 +90,8 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=30)
 
 

@@ -45,8 +45,10 @@ def test_sstl_beats_random_init_on_retrieval(demo):
 
 
 def test_sstl_beats_random_init_on_another_seed(demo):
-    targets = ["runs/retrieval/sstl/synthetic/metrics.json",
-               "runs/retrieval/scratch/synthetic/metrics.json"]
-    snakemake(demo, "--config", "seed=1", *targets, timeout=1800)
+    targets = [
+        "runs/retrieval/sstl/synthetic/metrics.json",
+        "runs/retrieval/scratch/synthetic/metrics.json",
+    ]
+    snakemake(demo, *targets, "--config", "seed=1", timeout=1800)
     sstl, scratch = _top1(demo, "sstl"), _top1(demo, "scratch")
     assert sstl >= scratch + MARGIN, f"seed 1: SSTL {sstl:.1f} vs random init {scratch:.1f}"

@@ -17,8 +17,14 @@ GIT = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
 
 
 def run(cmd: list[str], cwd: Path) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
@@ -48,8 +54,12 @@ def test_push_pull_round_trip(tiny_run, tmp_path):
     run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], clone)
     run(["sstl", "dvc", "pull", "--configfile", "config/tiny.yaml"], clone)
 
-    for rel in ("runs/pretrain/sstl/weights.pt", "results/tables/table1.csv",
-                "results/report.md", "data/synthetic/manifest.csv"):
+    for rel in (
+        "runs/pretrain/sstl/weights.pt",
+        "results/tables/table1.csv",
+        "results/report.md",
+        "data/synthetic/manifest.csv",
+    ):
         assert (clone / rel).is_file(), rel
         assert (clone / rel).read_bytes() == (tiny_run / rel).read_bytes(), rel
     out = snakemake(clone, "-n", "--configfile", "config/tiny.yaml").stdout

@@ -60,8 +60,11 @@ def test_killed_pretraining_resumes_from_its_last_state(tmp_path):
     (ws / "config/tiny.yaml").write_text(yaml.safe_dump(cfg))
     target = "runs/pretrain/sstl/weights.pt"
     proc = subprocess.Popen(
-        ["snakemake", "--cores", "2", "--configfile", "config/tiny.yaml", target],
-        cwd=ws, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        ["snakemake", target, "--cores", "2", "--configfile", "config/tiny.yaml"],
+        cwd=ws,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         assert wait_for(ws / "state/pretrain/sstl/resume.pt", timeout=600), "no resume state"
@@ -73,14 +76,18 @@ def test_killed_pretraining_resumes_from_its_last_state(tmp_path):
         kill_group(proc)
     assert not (ws / target).exists()
     state = __import__("torch").load(ws / "state/pretrain/sstl/resume.pt", weights_only=False)
-    saved_step = state["step"]
+    saved_step = state["progress"]["step"]
     assert saved_step > 0
-    snakemake(ws, "--configfile", "config/tiny.yaml", "--rerun-incomplete", target)
+    snakemake(ws, "--unlock", "--configfile", "config/tiny.yaml")  # kill -9 left the lock
+    snakemake(ws, target, "--configfile", "config/tiny.yaml", "--rerun-incomplete")
     assert (ws / target).is_file()
     log = (ws / "logs/pretrain/sstl.log").read_text()
     assert re.search(rf"resum\w* .*step {saved_step}\b", log, re.IGNORECASE), log[-3000:]
     # the metrics log continues from the saved step instead of starting over
-    steps = [json.loads(line)["step"] for line in
-             (ws / "state/pretrain/sstl/metrics.jsonl").read_text().splitlines() if line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (ws / "state/pretrain/sstl/metrics.jsonl").read_text().splitlines()
+        if line
+    ]
     assert steps == sorted(steps), "metrics steps went backwards after the resume"
     shutil.rmtree(ws / "data", ignore_errors=True)

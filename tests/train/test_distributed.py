@@ -180,7 +180,7 @@ def test_ddp_two_processes_equal_one_process(tiny_data, tmp_path, helpers):
         state = torch.load(out / "state" / "resume.pt", weights_only=False)
         states[nproc] = (weights, state, helpers.read_metrics(out / "metrics.jsonl"))
     (w1, s1, m1), (w2, s2, m2) = states[1], states[2]
-    assert w2["meta"]["world"] == 2 and w1["meta"]["steps"] == w2["meta"]["steps"] == 2
+    assert w2["meta"]["world_size"] == 2 and w1["meta"]["steps"] == w2["meta"]["steps"] == 2
     assert w1["meta"]["config_hash"] == w2["meta"]["config_hash"]
     assert [m["step"] for m in m1] == [m["step"] for m in m2] == [1, 2]
     losses = [(a["loss_total"], b["loss_total"]) for a, b in zip(m1, m2, strict=True)]
