@@ -152,7 +152,10 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def test_ddp_ranks_end_with_identical_banks(tmp_path) -> None:
+def test_ddp_ranks_end_with_identical_banks(tmp_path, monkeypatch, repo_dir) -> None:
+    # spawned children unpickle _ddp_worker by module name (tests.test_memory): they need the
+    # repository root on sys.path, which pytest's importlib mode does not add
+    monkeypatch.syspath_prepend(str(repo_dir))
     mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["idx"].tolist() == r1["idx"].tolist() == [0, 1, 2, 2, 7]

@@ -182,7 +182,14 @@ def test_dataset_config(configs):
 def test_resources_merge_default_and_rule(configs):
     cfg = configs["config"]
     default = cfg["resources"]["default"]
-    assert P.resources(cfg, "pretrain") == {**default, "cpus": 2, "mem_mb": 4000, "runtime": 60}
+    assert P.resources(cfg, "pretrain") == {
+        **default,
+        "cpus": 2,
+        "mem_mb": 4000,
+        "runtime": 60,
+        "gpus": 1,
+        "partition": "gpu",
+    }
     assert P.resources(cfg, "report") == default  # no override
     paper = P.resources(configs["paper"], "pretrain")
     assert (paper["gpus"], paper["tasks"], paper["nodes"], paper["partition"]) == (32, 32, 4, "gpu")
