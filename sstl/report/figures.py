@@ -175,17 +175,19 @@ def figure4(bars: Sequence[Mapping[str, Any]], out: Path, dataset: str) -> Path:
 def per_class_gain(with_temp: pd.DataFrame, without_temp: pd.DataFrame) -> pd.DataFrame:
     """Per-class accuracy (%) with minus without temporal augmentation, sorted by gain.
 
-    Inputs are ``per_class.csv`` tables (class_index, class_name, correct, total, accuracy);
-    accuracy is recomputed as 100 * correct / total so its unit never matters.
+    Inputs are ``per_class.csv`` tables as ``sstl evaluate`` writes them (label, class_name,
+    videos, correct, accuracy; the older names class_index / total are accepted too); accuracy is
+    recomputed as 100 * correct / videos so its unit never matters.
     """
-    a = with_temp.set_index("class_index")
-    b = without_temp.set_index("class_index")
+    names = {"class_index": "label", "total": "videos"}
+    a = with_temp.rename(columns=names).set_index("label")
+    b = without_temp.rename(columns=names).set_index("label")
     if set(a.index) != set(b.index):
         raise ValueError(
             f"per-class tables cover different classes: {sorted(set(a.index) ^ set(b.index))}"
         )
-    acc_a = 100.0 * a["correct"] / a["total"].clip(lower=1)
-    acc_b = 100.0 * b["correct"].reindex(a.index) / b["total"].reindex(a.index).clip(lower=1)
+    acc_a = 100.0 * a["correct"] / a["videos"].clip(lower=1)
+    acc_b = 100.0 * b["correct"].reindex(a.index) / b["videos"].reindex(a.index).clip(lower=1)
     gain = pd.DataFrame(
         {"class_name": a["class_name"], "with": acc_a, "without": acc_b, "gain": acc_a - acc_b}
     )
@@ -213,7 +215,7 @@ def figure5(
     ax.invert_yaxis()  # largest gain on top
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("accuracy with - without temporal augmentation (percentage points)")
-    videos = int(with_temp["total"].sum())
+    videos = int(with_temp.rename(columns={"total": "videos"})["videos"].sum())
     ax.set_title(
         f"Figure 5: per-class gain from temporal augmentation ({dataset}, "
         f"{len(gain)} classes, N={videos} test videos)"

@@ -84,10 +84,10 @@ def write_retrieval() -> Callable[..., Path]:
 def per_class_table(correct: list[int], total: int = 8) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "class_index": range(len(correct)),
+            "label": range(len(correct)),
             "class_name": [f"Class{i}" for i in range(len(correct))],
+            "videos": [total] * len(correct),
             "correct": correct,
-            "total": [total] * len(correct),
             "accuracy": [100.0 * c / total for c in correct],
         }
     )
