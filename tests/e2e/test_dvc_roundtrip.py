@@ -30,6 +30,9 @@ def run(cmd: list[str], cwd: Path) -> str:
 
 
 def test_push_pull_round_trip(tiny_run, tmp_path):
+    # work on a copy (mtimes preserved): `dvc commit` relinks outputs, and other tests expect the
+    # shared tiny run untouched
+    tiny_run = shutil.copytree(tiny_run, tmp_path / "ws", symlinks=True)
     remote = tmp_path / "remote"
     run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], tiny_run)
     run(["sstl", "dvc", "commit", "--configfile", "config/tiny.yaml"], tiny_run)
