@@ -78,6 +78,17 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+# Run settings that change how a run executes, not what it computes: a resume ignores them.
+UNHASHED_RUN_KEYS = ("workers", "save_every", "log_every", "max_steps")
+
+
+def resume_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """The part of a training config a resume state must match (``run`` less execution keys)."""
+    out = dict(cfg_dict)
+    out["run"] = {k: v for k, v in cfg_dict["run"].items() if k not in UNHASHED_RUN_KEYS}
+    return out
+
+
 def config_hash(cfg_dict: dict[str, Any]) -> str:
     """Short sha256 of the config's canonical JSON (key order and tuples vs lists do not matter)."""
     text = json.dumps(cfg_dict, sort_keys=True, separators=(",", ":"), default=str)

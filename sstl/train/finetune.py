@@ -60,7 +60,6 @@ from sstl.train.step import build_optimizer, build_scheduler
 log = logging.getLogger(__name__)
 
 SCRATCH = "scratch"
-UNHASHED_RUN_KEYS = ("workers", "save_every", "log_every", "max_steps")
 BACKBONE_KEYS = ("arch", "width", "stem_pool")  # model settings that shape the backbone
 
 
@@ -161,8 +160,7 @@ def build_model(cfg: FinetuneConfig, init: str, num_classes: int) -> tuple[Finet
 
 
 def resume_hash(cfg: FinetuneConfig, init_sha: str) -> str:
-    d = to_dict(cfg)
-    d["run"] = {k: v for k, v in d["run"].items() if k not in UNHASHED_RUN_KEYS}
+    d = ckpt.resume_config(to_dict(cfg))
     return ckpt.config_hash({"cfg": d, "init": init_sha})
 
 

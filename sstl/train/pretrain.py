@@ -51,9 +51,6 @@ from sstl.train.step import PretrainTransform, StepParts, build_parts, train_ste
 
 log = logging.getLogger(__name__)
 
-# Settings that change how a run executes but not what it computes: not part of the config hash.
-UNHASHED_RUN_KEYS = ("workers", "save_every", "log_every", "max_steps")
-
 
 @dataclass
 class PretrainPaths:
@@ -81,8 +78,7 @@ class Progress:
 
 def resume_hash(cfg: PretrainConfig, video_ids: Sequence[str]) -> str:
     """What a resume state must match: the config (less execution-only keys) and the videos."""
-    d = to_dict(cfg)
-    d["run"] = {k: v for k, v in d["run"].items() if k not in UNHASHED_RUN_KEYS}
+    d = ckpt.resume_config(to_dict(cfg))
     return ckpt.config_hash({"config": d, "videos": list(video_ids)})
 
 
