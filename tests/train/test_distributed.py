@@ -7,18 +7,15 @@ import socket
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from sstl.train.distributed import (
     DistEnv,
     ResumableSampler,
-    all_gather_with_grad,
-    convert_sync_batchnorm,
     detect_env,
     first_host,
 )
@@ -108,38 +105,29 @@ def test_resumable_sampler_skips_consumed_batches_and_matches_one_process():
         assert union == set(full[4 * (k + 1) : 4 * (k + 2)])
 
 
-def _collectives_worker(rank: int, port: int, queue: mp.Queue) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        torch.manual_seed(0)
-        x_all = torch.randn(6, 4, 3, 2, 2)  # the global batch; rank r holds rows 3r..3r+2
-        x = x_all[3 * rank : 3 * rank + 3].clone().requires_grad_(True)
-        # gather with gradient: a global loss on every rank -> DDP-style average is exact
-        g = all_gather_with_grad(x.flatten(1))
-        loss = (g.sum(1) ** 2).mean()
-        loss.backward()
-        grad_gather = x.grad.clone() / 2  # DDP divides the summed gradient by the world size
-        # BatchNorm statistics over both ranks
-        bn = convert_sync_batchnorm(nn.Sequential(nn.BatchNorm3d(4)), torch.device("cpu"))
-        x.grad = None
-        y = bn(x)
-        (y * torch.arange(4.0).view(1, 4, 1, 1, 1)).pow(2).sum().backward()
-        queue.put((rank, grad_gather, y.detach(), x.grad.clone(), bn[0].running_var.clone()))
-    finally:
-        dist.destroy_process_group()
+WORKER = Path(__file__).with_name("collectives_worker.py")
 
 
-def test_gather_gradient_and_global_batchnorm_equal_one_process():
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_collectives_worker, args=(r, port, queue)) for r in (0, 1)]
+def test_gather_gradient_and_global_batchnorm_equal_one_process(tmp_path, helpers):
+    # Separate interpreters, not multiprocessing spawn: a spawned child must import this test
+    # module by name, which pytest's importlib mode does not make possible.
+    port = str(free_port())
+    outs = [tmp_path / f"rank{r}.pt" for r in (0, 1)]
+    env = helpers.subprocess_env()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(r), port, str(outs[r])],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     for p in procs:
-        p.start()
-    results = dict((r, rest) for r, *rest in (queue.get(timeout=120) for _ in procs))
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+        log, _ = p.communicate(timeout=180)
+        assert p.returncode == 0, log[-3000:]
+    results = {r: torch.load(outs[r], weights_only=True) for r in (0, 1)}
     torch.manual_seed(0)
     x_all = torch.randn(6, 4, 3, 2, 2).requires_grad_(True)
     loss = (x_all.flatten(1).sum(1) ** 2).mean()
