@@ -57,7 +57,7 @@ CODE_DEPS: dict[str, list[str]] = {
         "sstl/data/store.py",
         "sstl/memory.py",
         "sstl/losses.py",
-        "sstl/config.py",
+        "sstl/config",
     ],
     "finetune": [
         "sstl/train",
@@ -65,7 +65,7 @@ CODE_DEPS: dict[str, list[str]] = {
         "sstl/augment",
         "sstl/data/clips.py",
         "sstl/data/store.py",
-        "sstl/config.py",
+        "sstl/config",
     ],
     "evaluate": [
         "sstl/eval/classify.py",

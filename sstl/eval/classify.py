@@ -104,7 +104,7 @@ def write_tables(result: dict[str, Any], classes: list[str], per_class: Path, co
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from sstl.train.finetune import load_finetuned  # the fine-tuned weights' format lives there
+    from sstl.train.finetune_model import load_finetuned  # the weights file's format lives there
 
     parser = argparse.ArgumentParser(prog="sstl evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--cfg", help="EvalConfig as JSON, or @file.yaml (default: defaults)")

@@ -17,6 +17,9 @@
 - resume: ``--state-dir/resume.pt`` (model, optimizer, scheduler, progress, RNG, config hash)
   at every epoch end, every ``run.save_every`` steps and on SIGTERM/SIGUSR1 (then exit 75);
 - ``--out``: model state, number of classes, class names, model config, meta (git, init sha256).
+
+The model and its weights file live in :mod:`sstl.train.finetune_model`, the loaders and the
+augmentation in :mod:`sstl.train.finetune_data`; this file is the loop around them.
 """
 
 from __future__ import annotations
@@ -26,11 +29,10 @@ import dataclasses
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,51 +41,40 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sstl.augment.spatial import SpatialAugment
-from sstl.config import ConfigError, FinetuneConfig, SpatialConfig, load_section, to_dict
-from sstl.data.clips import ClipDataset, collate, load_manifest
-from sstl.data.extract import sha256_file
+from sstl.config import ConfigError, FinetuneConfig, load_section, to_dict
+from sstl.data.clips import load_manifest
 from sstl.eval.features import extract_features
-from sstl.models.sstl import Finetuner, backbone_state_dict, load_weights, unwrap
+from sstl.models.sstl import unwrap
 from sstl.runtime import log_startup, parse_cfg, seed_everything, setup_logging
 from sstl.train import checkpoint as ckpt
 from sstl.train.distributed import (
     DistEnv,
-    ResumableSampler,
     barrier,
     cleanup,
     convert_sync_batchnorm,
     init_distributed,
 )
+from sstl.train.finetune_data import augment_batch, build_loaders, class_names
+from sstl.train.finetune_model import SCRATCH, build_model, save_finetuned
 from sstl.train.preempt import EXIT_REQUEUE, Preemption, request_requeue
+from sstl.train.progress import Progress, RunPaths
 from sstl.train.step import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
-SCRATCH = "scratch"
-BACKBONE_KEYS = ("arch", "width", "stem_pool")  # model settings that shape the backbone
+
+@dataclass
+class FinetunePaths(RunPaths):
+    """The run's files plus the weights it starts from."""
+
+    # keyword-only: a field without a default cannot follow the optional ``tensorboard``
+    init: str = field(kw_only=True)  # pretraining weights file, or "scratch"
 
 
 @dataclass
-class FinetunePaths:
-    manifest: Path
-    store: Path
-    init: str  # pretraining weights file, or "scratch"
-    out: Path
-    state_dir: Path
-    metrics: Path
-    tensorboard: Path | None = None
+class FinetuneProgress(Progress):
+    """Progress plus the last validation; saved in the resume state."""
 
-    @property
-    def state(self) -> Path:
-        return self.state_dir / "resume.pt"
-
-
-@dataclass
-class Progress:
-    epoch: int = 0
-    batch: int = 0  # batches of ``epoch`` already consumed
-    step: int = 0
-    loss: float = float("nan")  # mean training loss of the last finished epoch
     val_clip_acc: float | None = None  # last validation, percent
 
 
@@ -98,65 +89,6 @@ def finetune_config(raw: dict[str, Any]) -> FinetuneConfig:
         nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
         merged[key] = {**merged[key], **value} if nested else value
     return load_section(FinetuneConfig, merged)
-
-
-def class_names(manifest: pd.DataFrame) -> list[str]:
-    """Class names indexed by label, from every labelled manifest row."""
-    rows = manifest[manifest["label"] >= 0][["label", "class_name"]].drop_duplicates()
-    if rows.empty:
-        raise ValueError("the manifest has no labelled rows (label >= 0) to fine-tune on")
-    if rows["label"].duplicated().any():
-        bad = rows[rows["label"].duplicated(keep=False)].to_dict("records")
-        raise ValueError(f"labels with more than one class name in the manifest: {bad[:4]}")
-    names = dict(zip(rows["label"], rows["class_name"], strict=True))
-    return [str(names.get(i, f"class_{i}")) for i in range(int(rows["label"].max()) + 1)]
-
-
-class FinetuneTransform:
-    """Loader-worker transform: draw the window's spatial parameters from its own generator.
-
-    ``{"frames": [T, H, W, 3] uint8, "generator"}`` -> adds ``spatial``: a dict of scalar tensors
-    that :meth:`SpatialAugment.apply` consumes on the device after collation (``[B]`` each).
-    """
-
-    def __init__(self, spatial: SpatialConfig) -> None:
-        self.augment = SpatialAugment(spatial)
-
-    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
-        if self.augment.cfg.enabled:
-            _, h, w, _ = sample["frames"].shape
-            params = self.augment.sample_params(1, h, w, sample.get("generator"))
-            sample["spatial"] = {k: v[0] for k, v in params.items()}
-        return sample
-
-
-def augment_batch(
-    augment: SpatialAugment, batch: dict[str, Any], device: torch.device
-) -> torch.Tensor:
-    """``frames [B, T, H, W, 3] uint8`` -> ``[B, 3, T, S, S]`` float on ``device``."""
-    frames = batch["frames"].to(device, non_blocking=True)
-    if not augment.cfg.enabled:
-        return augment(frames)  # centre crop + normalise
-    return augment.apply(frames, batch["spatial"])
-
-
-def build_model(cfg: FinetuneConfig, init: str, num_classes: int) -> tuple[Finetuner, str]:
-    """Finetuner with the pretrained backbone (or random init); returns it and the init's sha256."""
-    model = Finetuner(cfg.model, num_classes, cfg.dropout)
-    if init == SCRATCH:
-        log.info("init: scratch (random backbone)")
-        return model, SCRATCH
-    pretrained, _, _ = load_weights(init)
-    for key in BACKBONE_KEYS:
-        mine, theirs = getattr(cfg.model, key), getattr(pretrained.cfg, key)
-        if mine != theirs:
-            raise ConfigError(
-                f"model.{key} = {mine!r} is not allowed: the pretraining weights {init} were "
-                f"trained with model.{key} = {theirs!r}; fine-tune with the same backbone"
-            )
-    model.load_backbone(backbone_state_dict(init))
-    log.info("init: backbone from %s", init)
-    return model, sha256_file(init)
 
 
 def resume_hash(cfg: FinetuneConfig, init_sha: str) -> str:
@@ -175,7 +107,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     loader: DataLoader,
-    progress: Progress,
+    progress: FinetuneProgress,
     cfg: FinetuneConfig,
     env: DistEnv,
     save: Any,
@@ -230,40 +162,6 @@ def validate(model: nn.Module, loader: DataLoader, cfg: FinetuneConfig, device) 
     return 100.0 * float((logits[:, 0].argmax(1) == labels).float().mean())
 
 
-def build_loaders(
-    cfg: FinetuneConfig, paths: FinetunePaths, env: DistEnv, manifest: pd.DataFrame
-) -> tuple[ClipDataset, ResumableSampler, DataLoader, DataLoader | None]:
-    train = ClipDataset(
-        manifest[manifest["split"] == "train"].reset_index(drop=True),
-        paths.store,
-        mode="window",
-        clip_len=cfg.clip_len,
-        window=cfg.clip_len,
-        transform=FinetuneTransform(cfg.spatial),
-        seed=cfg.run.seed,
-    )
-    batch_per_rank = cfg.optim.batch_size // env.world_size
-    sampler = ResumableSampler(train, env, batch_per_rank, seed=cfg.run.seed)
-    if sampler.batches_per_epoch() == 0:
-        raise ConfigError(
-            f"optim.batch_size = {cfg.optim.batch_size} is larger than the {len(train)} train "
-            f"videos with status ok in {paths.manifest}: lower it"
-        )
-    common = {"num_workers": cfg.run.workers, "collate_fn": collate}
-    common["pin_memory"] = env.device.type == "cuda"
-    loader = DataLoader(train, batch_size=batch_per_rank, sampler=sampler, drop_last=True, **common)
-    test_rows = manifest[(manifest["split"] == "test") & (manifest["status"] == "ok")]
-    val_loader = None
-    if test_rows.empty:
-        log.warning("no test videos with status ok in %s: validation is skipped", paths.manifest)
-    elif env.is_main:
-        test = ClipDataset(
-            test_rows.reset_index(drop=True), paths.store, "uniform", cfg.clip_len, num_clips=1
-        )
-        val_loader = DataLoader(test, batch_size=batch_per_rank, shuffle=False, **common)
-    return train, sampler, loader, val_loader
-
-
 def main(cfg: FinetuneConfig, paths: FinetunePaths) -> int:
     """Fine-tune (or resume), write ``paths.out``; returns 0, or 75 when preempted."""
     setup_logging()
@@ -299,7 +197,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, env: DistEnv) -> int:
     scheduler = build_scheduler(optimizer, cfg.optim, sampler.batches_per_epoch())
     cfg_hash = resume_hash(cfg, init_sha)
 
-    progress = Progress()
+    progress = FinetuneProgress()
     state = ckpt.load_state(paths.state)
     if state is not None and state["config_hash"] != cfg_hash:
         barrier()
@@ -312,7 +210,7 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, env: DistEnv) -> int:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         ckpt.restore_rng(state["rng"])
-        progress = Progress(**state["progress"])
+        progress = FinetuneProgress(**state["progress"])
         log.info("resuming at epoch %d batch %d (step %d)", *dataclasses.astuple(progress)[:3])
 
     def save() -> None:
@@ -376,42 +274,6 @@ def _finetune(cfg: FinetuneConfig, paths: FinetunePaths, env: DistEnv) -> int:
     return 0
 
 
-def save_finetuned(
-    path: str | Path, model: Finetuner, classes: list[str], cfg: FinetuneConfig, meta: dict
-) -> None:
-    """The fine-tuned weights file (plain dict, ``torch.load(weights_only=True)`` reads it)."""
-    ckpt.save_atomic(
-        {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "num_classes": len(classes),
-            "classes": list(classes),
-            "model_cfg": to_dict(model.cfg),
-            "dropout": cfg.dropout,
-            "config": to_dict(cfg),
-            "meta": meta,
-        },
-        path,
-    )
-
-
-def load_finetuned(path: str | Path) -> tuple[Finetuner, list[str], dict[str, Any]]:
-    """Rebuild a fine-tuned model: ``(Finetuner on CPU, class names, meta)``."""
-    from sstl.config import ModelConfig  # local: only the loader needs the class
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"fine-tuned weights {path} do not exist: run `sstl finetune`")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    keys = ("model", "num_classes", "classes", "model_cfg", "dropout", "meta")
-    missing = [k for k in keys if not isinstance(payload, dict) or k not in payload]
-    if missing:
-        raise ValueError(f"{path} is not a fine-tuned weights file (no {missing}): `sstl finetune`")
-    model_cfg = load_section(ModelConfig, payload["model_cfg"], "model")
-    model = Finetuner(model_cfg, payload["num_classes"], payload["dropout"])
-    model.load_state_dict(payload["model"])
-    return model, list(payload["classes"]), payload["meta"]
-
-
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sstl finetune", description=__doc__.split("\n")[0])
     parser.add_argument("--cfg", help="FinetuneConfig as JSON, or @file.yaml (default: defaults)")
@@ -429,11 +291,11 @@ def cli(argv: list[str] | None = None) -> int:
     paths = FinetunePaths(
         args.manifest,
         args.store,
-        args.init,
         args.out,
         args.state_dir,
         args.metrics,
         args.tensorboard,
+        init=args.init,
     )
     try:
         return main(finetune_config(parse_cfg(args.cfg)), paths)

@@ -26,7 +26,6 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,33 +46,13 @@ from sstl.train.distributed import (
     init_distributed,
 )
 from sstl.train.preempt import EXIT_REQUEUE, Preemption, ignore_in_worker, request_requeue
+from sstl.train.progress import Progress, RunPaths
 from sstl.train.step import PretrainTransform, StepParts, build_parts, train_step
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class PretrainPaths:
-    manifest: Path
-    store: Path
-    out: Path
-    state_dir: Path
-    metrics: Path
-    tensorboard: Path | None = None
-
-    @property
-    def state(self) -> Path:
-        return self.state_dir / "resume.pt"
-
-
-@dataclass
-class Progress:
-    """Where the run stands; saved in the resume state."""
-
-    epoch: int = 0
-    batch: int = 0  # batches of ``epoch`` already consumed (the sampler's start offset)
-    step: int = 0  # optimizer steps in total
-    loss: float = float("nan")  # total loss of the last step
+PretrainPaths = RunPaths  # pretraining takes only the files every run has
 
 
 def resume_hash(cfg: PretrainConfig, video_ids: Sequence[str]) -> str:

@@ -18,7 +18,7 @@ from sstl.config import EvalConfig, FinetuneConfig, ModelConfig
 from sstl.data.clips import ClipDataset, collate, load_manifest
 from sstl.eval.classify import evaluate_videos, video_metrics
 from sstl.models.sstl import Finetuner
-from sstl.train.finetune import save_finetuned
+from sstl.train.finetune_model import save_finetuned
 
 C = 6  # classes: top-5 leaves one out
 

@@ -15,7 +15,9 @@ from sstl.config import ConfigError
 from sstl.data.clips import load_manifest
 from sstl.models.sstl import backbone_state_dict
 from sstl.train import checkpoint as ckpt
-from sstl.train.finetune import SCRATCH, build_model, class_names, finetune_config, load_finetuned
+from sstl.train.finetune import finetune_config
+from sstl.train.finetune_data import class_names
+from sstl.train.finetune_model import SCRATCH, build_model, load_finetuned
 
 
 def argv(data, out, cfg, init, h):

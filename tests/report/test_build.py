@@ -155,7 +155,7 @@ EXTRA = {"finetune": {"datasets"}, "retrieval": {"datasets"}, "analysis": {"data
 
 
 def test_notes_name_real_config_keys():
-    """Every `section.key` the notes cite resolves to a field of sstl/config.py."""
+    """Every `section.key` the notes cite resolves to a field of the sstl.config dataclasses."""
     sections = "|".join(SECTIONS)
     pattern = rf"`((?:{sections})\.[a-z_.]+)(?::[^`]*)?`"  # `key` or `key: value`
     keys = re.findall(pattern, NOTES.read_text())

@@ -103,7 +103,7 @@ def test_schema_keys_equal_dataclass_fields(schema, name):
     assert props == fields | extras, (
         f"schema section {name!r} and {cls.__name__} drifted: only in the schema "
         f"{sorted(props - fields - extras)}, only in the dataclass {sorted(fields - props)} "
-        f"(edit workflow/schemas/config.schema.yaml and sstl/config.py together)"
+        f"(edit workflow/schemas/config.schema.yaml and sstl/config/ together)"
     )
 
 

@@ -1,0 +1,72 @@
+"""Data-stage sections: where a dataset's videos come from, the synthetic set, the frame store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sstl.config.loader import check
+
+
+@dataclass
+class DatasetConfig:
+    """Where one dataset's videos come from (``config.datasets.<name>``)."""
+
+    source: Literal["generate", "download", "local"] = "download"
+    urls: tuple[str, ...] = ()  # archives to download (download)
+    sha256: dict[str, str] = field(default_factory=dict)  # archive file name -> expected sha256
+    local_path: str | None = None  # existing copy of the videos (local)
+    split: int = 1  # official split number (1-3) for UCF101 / HMDB51
+    allow_missing: bool = False  # local UCF101/HMDB51 copy: proceed when listed videos are absent
+
+    def __post_init__(self) -> None:
+        self.urls = tuple(self.urls)
+        check(
+            self.source in ("generate", "download", "local"),
+            "source",
+            self.source,
+            "'generate', 'download' or 'local'",
+        )
+        check(self.split in (1, 2, 3), "split", self.split, "1, 2 or 3")
+        if self.source == "local":
+            check(
+                bool(self.local_path),
+                "local_path",
+                self.local_path,
+                "a folder holding the videos when source is 'local'",
+            )
+
+
+@dataclass
+class StoreConfig:
+    short_side: int = 128  # frames are resized so the short side is this many pixels
+    codec: Literal["h264", "jpeg"] = "h264"  # h264: ~8x smaller than jpeg, see docs/data.md
+    gop: int = 16  # keyframe interval of the h264 store: bounds the frames decoded per seek
+    crf: int = 20  # x264 quality (lower = better, bigger)
+    jpeg_quality: int = 90
+
+    def __post_init__(self) -> None:
+        check(self.short_side >= 16, "short_side", self.short_side, "an integer >= 16")
+        check(self.codec in ("h264", "jpeg"), "codec", self.codec, "'h264' or 'jpeg'")
+        check(self.gop >= 1, "gop", self.gop, "an integer >= 1")
+        check(0 <= self.crf <= 51, "crf", self.crf, "an integer in [0, 51]")
+
+
+@dataclass
+class SyntheticConfig:
+    classes: int = 8  # motion classes, at most len(sstl.data.synthetic.MOTIONS)
+    train_per_class: int = 24  # videos per class in trainlist01
+    test_per_class: int = 8  # videos per class in testlist01
+    frames: int = 48  # frames per video
+    size: int = 64  # frame height and width in pixels
+    fps: int = 25
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.classes >= 2, "classes", self.classes, "an integer >= 2")
+        check(self.train_per_class >= 1, "train_per_class", self.train_per_class, ">= 1")
+        check(self.test_per_class >= 1, "test_per_class", self.test_per_class, ">= 1")
+        check(self.frames >= 16, "frames", self.frames, "an integer >= 16")
+        check(
+            self.size >= 16 and self.size % 2 == 0, "size", self.size, "an even integer >= 16"
+        )  # yuv420p video needs even dimensions

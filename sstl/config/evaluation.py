@@ -1,0 +1,54 @@
+"""Evaluation sections: ``evaluate`` (video accuracy), ``retrieval`` and ``analysis``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sstl.config.loader import check
+
+
+@dataclass
+class EvalConfig:
+    clips: int = 5  # clips per test video, uniformly spaced (Sec 4.2)
+    clip_len: int = 16
+    crop_size: int = 112  # centre crop
+    batch_size: int = 16  # videos per batch
+    workers: int = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass
+class AnalysisConfig:
+    """Figures 1 and 2: clip-feature similarity statistics of a pretrained model."""
+
+    videos: int = 64  # test videos sampled for the statistics
+    strengths: tuple[int, ...] = (0, 4, 8, 12, 16)  # Figure 1: buffer frames e of the augmentation
+    clips_per_video: int = 8  # Figure 2: clips per video for intra/inter and distance curves
+    clip_len: int = 16
+    crop_size: int = 112
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        self.strengths = tuple(self.strengths)
+
+
+@dataclass
+class RetrievalConfig:
+    clips: int = 10  # clips of clip_len consecutive frames per video, uniformly spaced
+    clip_len: int = 16
+    ks: tuple[int, ...] = (1, 5, 10, 20, 50)
+    layer: Literal["projection", "backbone"] = "projection"
+    protocol: Literal["clip", "video_mean"] = "clip"  # video_mean: VCOP averages a video's clips
+    center: bool = False  # CoCLR: subtract the gallery mean, then L2-normalise
+    backend: Literal["faiss", "torch"] = "faiss"
+    crop_size: int = 112  # centre crop
+    batch_size: int = 32
+    workers: int = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        self.ks = tuple(self.ks)
+        check(self.clips >= 1, "clips", self.clips, "an integer >= 1")
+        check(all(k >= 1 for k in self.ks), "ks", self.ks, "integers >= 1")
