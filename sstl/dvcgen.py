@@ -40,6 +40,9 @@ CODE_DEPS: dict[str, list[str]] = {
         "sstl/data/acquire.py",
         "sstl/data/download.py",
         "sstl/data/archive.py",
+        "sstl/data/archive_safety.py",
+        "sstl/data/archive_ziptar.py",
+        "sstl/data/archive_rar.py",
         "sstl/data/splits.py",
     ],
     "extract": [
@@ -82,7 +85,13 @@ CODE_DEPS: dict[str, list[str]] = {
         "sstl/augment/spatial.py",
         "sstl/data/clips.py",
     ],
-    "analyse": ["sstl/eval/similarity.py", "sstl/models", "sstl/augment", "sstl/data/clips.py"],
+    "analyse": [
+        "sstl/eval/similarity.py",
+        "sstl/eval/similarity_stats.py",
+        "sstl/models",
+        "sstl/augment",
+        "sstl/data/clips.py",
+    ],
     "report": ["sstl/report"],
 }
 

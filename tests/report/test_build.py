@@ -15,9 +15,11 @@ import pytest
 from PIL import Image
 
 from sstl import config as C
-from sstl.report.build import NOTES, cli, learning_is_real, validate_figures
+from sstl.report.build import cli
+from sstl.report.page import NOTES
 from sstl.report.paper import load_paper
-from sstl.report.tables import validate_spec
+from sstl.report.runs import learning_is_real
+from sstl.report.spec import validate_figures, validate_spec
 
 
 def run_report(tmp_path, spec, *extra: str) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ import pytest
 
 from sstl.data.clips import uniform_clips
 from sstl.eval import similarity as S
+from sstl.eval import similarity_stats as stats
 
 
 def test_paired_cosine_identical_orthogonal_opposite():
@@ -56,7 +57,7 @@ def test_intra_inter_identical_within_orthogonal_across():
 
 
 def test_intra_inter_sampled_pairs(monkeypatch):
-    monkeypatch.setattr(S, "MAX_INTER_FULL", 4)  # force the sampling branch on a small input
+    monkeypatch.setattr(stats, "MAX_INTER_FULL", 4)  # force the sampling branch on a small input
     feats = np.repeat(np.eye(5)[:, None, :], 2, axis=1)
     out = S.intra_inter(feats, np.random.default_rng(1), max_pairs=1000)
     assert out["inter"]["mean"] == pytest.approx(0.0)

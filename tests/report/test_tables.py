@@ -7,7 +7,9 @@ import re
 import pandas as pd
 import pytest
 
-from sstl.report.tables import SpecError, build_tables, validate_spec, write_tables
+from sstl.report.spec import SpecError, validate_spec
+from sstl.report.tables import build_tables
+from sstl.report.writers import write_tables
 
 PROVENANCE = {
     "git": {"sha": "1234567890abcdef1234567890abcdef12345678", "dirty": False},
