@@ -15,6 +15,7 @@ metrics as metrics). ``tests/workflow/test_dvcgen.py`` fails when the committed 
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import os
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any
 import yaml
 
 from sstl import pipeline as P
+from sstl.cli import COMMANDS
 
 log = logging.getLogger("sstl.dvc")
 
@@ -33,67 +35,66 @@ HEADER = (
     "# Regenerate after changing the Snakefile, workflow/rules/ or config/config.yaml.\n"
 )
 
-# rule -> the code its command runs (package paths); any change there invalidates the stage.
-CODE_DEPS: dict[str, list[str]] = {
-    "synthetic": ["sstl/data/synthetic.py"],
-    "fetch": [
-        "sstl/data/acquire.py",
-        "sstl/data/download.py",
-        "sstl/data/archive.py",
-        "sstl/data/archive_safety.py",
-        "sstl/data/archive_ziptar.py",
-        "sstl/data/archive_rar.py",
-        "sstl/data/splits.py",
-    ],
-    "extract": [
-        "sstl/data/extract.py",
-        "sstl/data/store.py",
-        "sstl/data/video.py",
-        "sstl/data/splits.py",
-    ],
-    "manifest": ["sstl/data/extract.py"],
-    "pretrain": [
-        "sstl/train",
-        "sstl/models",
-        "sstl/augment",
-        "sstl/data/clips.py",
-        "sstl/data/store.py",
-        "sstl/memory.py",
-        "sstl/losses.py",
-        "sstl/config",
-    ],
-    "finetune": [
-        "sstl/train",
-        "sstl/models",
-        "sstl/augment",
-        "sstl/data/clips.py",
-        "sstl/data/store.py",
-        "sstl/config",
-    ],
-    "evaluate": [
-        "sstl/eval/classify.py",
-        "sstl/eval/features.py",
-        "sstl/models",
-        "sstl/augment/spatial.py",
-        "sstl/data/clips.py",
-    ],
-    "retrieve": [
-        "sstl/eval/retrieve.py",
-        "sstl/eval/retrieval.py",
-        "sstl/eval/features.py",
-        "sstl/models",
-        "sstl/augment/spatial.py",
-        "sstl/data/clips.py",
-    ],
-    "analyse": [
-        "sstl/eval/similarity.py",
-        "sstl/eval/similarity_stats.py",
-        "sstl/models",
-        "sstl/augment",
-        "sstl/data/clips.py",
-    ],
-    "report": ["sstl/report"],
+# rule -> data files its code reads at run time (the import graph finds the .py files, not these)
+DATA_DEPS: dict[str, list[str]] = {
+    "fetch": ["sstl/data/official"],
+    "extract": ["sstl/data/official"],
+    "report": ["sstl/report/paper.yaml", "sstl/report/notes.md"],
 }
+PACKAGE_ROOT = Path(__file__).resolve().parent  # sstl/
+
+
+def _module_file(name: str) -> Path | None:
+    """``sstl.a.b`` -> its source file in this package (a module or a package's __init__)."""
+    parts = name.split(".")[1:]
+    if not parts:
+        return PACKAGE_ROOT / "__init__.py"
+    rel = Path(*parts)
+    for path in (PACKAGE_ROOT / rel.with_suffix(".py"), PACKAGE_ROOT / rel / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``sstl.*`` module a file imports, at any depth (function-level imports included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from sstl.x import y`: y may be a submodule or a name inside sstl.x
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return {n for n in names if n == "sstl" or n.startswith("sstl.")}
+
+
+def code_deps(module: str) -> list[str]:
+    """Source files (repo-relative) of ``module`` and every sstl module it imports, transitively,
+    with the ``__init__.py`` of each package on the way (importing a module runs them)."""
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # parent packages' __init__ run first
+            path = _module_file(".".join(parts[:i]))
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            todo.extend(_imports(path))
+    root = PACKAGE_ROOT.parent
+    return sorted(str(p.relative_to(root)) for p in seen)
+
+
+def rule_code_deps(rule: str) -> list[str]:
+    """A rule's code deps: the source of the ``sstl`` command of the same name, everything it
+    imports, and the data files it reads. Derived, so a module split or a new import is never
+    missed (a hand-kept list drifted at the first refactor)."""
+    if rule not in COMMANDS:
+        return []
+    module = COMMANDS[rule][0].split(":")[0]
+    return sorted(set(code_deps(module)) | set(DATA_DEPS.get(rule, [])))
 
 
 def _jobs(snakefile: Path, configfile: Path | None, workdir: Path) -> list[Any]:
@@ -144,7 +145,7 @@ def stage_for(job: Any, configfile: str) -> dict[str, Any]:
     cmd = " ".join(job.shellcmd.split())  # one line: stable, diff-friendly
     stage: dict[str, Any] = {
         "cmd": (f"mkdir -p {' '.join(dirs)} && " if dirs else "") + cmd,
-        "deps": sorted({str(f) for f in job.input} | set(CODE_DEPS.get(rule, []))),
+        "deps": sorted({str(f) for f in job.input} | set(rule_code_deps(rule))),
     }
     params = _params(rule, configfile)
     if params:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sstl.config import ConfigError, SyntheticConfig
-from sstl.data import synthetic
+from sstl.data import synthetic, synthetic_render
 
 NAME = re.compile(r"^([A-Za-z]+)/v_\1_g(\d\d)_c(\d\d)\.avi$")
 
@@ -191,7 +191,7 @@ def test_wraparound_keeps_the_object_whole():
     rng = np.random.default_rng([0, 0, 0])
     app = synthetic.sample_appearance(rng)
     video = synthetic.render_video("MoveRightFast", app, 48, 64, rng)  # crosses a border
-    bg = synthetic._background(app.background, 64)
+    bg = synthetic_render._background(app.background, 64)
     area = (np.abs(video.astype(np.float32) - bg).sum(-1) > 40).sum((1, 2))  # [T]
     assert area.min() > 0.8 * area.max(), f"object area varies {area.min()}..{area.max()}"
 

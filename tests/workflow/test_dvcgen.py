@@ -107,6 +107,28 @@ def test_deps_exist_or_are_produced(stages):
             assert dep in code or dep in produced, f"{name}: dep {dep} is made by no stage"
 
 
+def test_code_deps_follow_the_imports():
+    # the command's module, what it imports at any depth (function-level imports too), the
+    # packages' __init__ files on the way, and the data files it reads
+    pretrain = dvcgen.rule_code_deps("pretrain")
+    for f in ("sstl/train/pretrain.py", "sstl/train/step.py", "sstl/memory.py", "sstl/losses.py"):
+        assert f in pretrain, f
+    assert "sstl/train/__init__.py" in pretrain and "sstl/__init__.py" in pretrain
+    assert "sstl/eval/retrieval.py" in dvcgen.rule_code_deps("retrieve")
+    report = dvcgen.rule_code_deps("report")
+    assert "sstl/report/paper.yaml" in report and "sstl/report/notes.md" in report
+    assert not any(f.startswith(("sstl/train/", "sstl/models/")) for f in report)
+    assert dvcgen.rule_code_deps("no-such-rule") == []
+    # closed under import: every sstl module a listed file imports is listed
+    for rule in ("pretrain", "finetune", "evaluate", "retrieve", "analyse", "fetch"):
+        deps = set(dvcgen.rule_code_deps(rule))
+        for f in (d for d in deps if d.endswith(".py")):
+            for name in dvcgen._imports(REPO / f):
+                path = dvcgen._module_file(name)
+                if path is not None:
+                    assert str(path.relative_to(REPO)) in deps, f"{rule}: {f} imports {name}"
+
+
 def test_outs_cover_every_snakemake_output(generated, stages):
     for job in generated[1]:
         stage = stages[dvcgen._stage_name(job)]
