@@ -1,18 +1,19 @@
-"""Retrieval at UCF101 split-1 size: faiss vs the torch chunked fallback, time and peak memory.
+"""Retrieval at UCF101 split-1 size: faiss, the torch fallback and the bf16 shortlist; time, memory.
 
 Default size: 37,830 query clips (3,783 test videos x 10) against 95,370 gallery clips (9,537 train
-videos x 10), 512-d random unit features, 101 classes. Both backends run in this one process on
+videos x 10), 512-d random unit features, 101 classes. The three backends (faiss and torch exact
+float32; bf16: a bfloat16 shortlist re-ranked in float32) run in this one process on
 the same inputs; for each the script prints the wall time of ``topk_accuracy`` and the peak RSS
 above the RSS measured after the inputs were allocated (Linux: the peak is reset between runs via
-/proc/self/clear_refs, so the second run is not masked by the first). It then checks that the two
-backends return the same top-50 rankings on a sample of queries (an item may differ only where
+/proc/self/clear_refs, so the second run is not masked by the first). It then checks that torch and
+bf16 return faiss's top-50 rankings on a sample of queries (an item may differ only where
 the two similarities are within float32 rounding of each other) and the same accuracies.
 
 ``--collapsed`` times the worst case of the tie rule instead: every feature is the same vector, so
 every query ties at the 50th place and is re-ranked exactly (the module docstring); the expected
 top-1 is then the share of queries of gallery item 0's class.
 
-    python bench/retrieval.py              # full size; target <= 15 s and <= 1 GiB extra (faiss)
+    python bench/retrieval.py              # full size; target <= 15 s and <= 1 GiB extra
     python bench/retrieval.py --scale 0.1  # both sides 10x smaller, for a quick run
     python bench/retrieval.py --scale 0.1 --collapsed
 """
@@ -70,14 +71,16 @@ def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return x
 
 
-def check_neighbours(query: np.ndarray, gallery: np.ndarray, k: int, sample: int) -> int:
-    """Both backends' top-k rankings on ``sample`` queries; returns how many differ (only where
-    two items are within rounding of each other, else an AssertionError)."""
+def check_neighbours(
+    query: np.ndarray, gallery: np.ndarray, k: int, sample: int, other: str = "torch"
+) -> int:
+    """faiss's and ``other``'s top-k rankings on ``sample`` queries; returns how many differ
+    (only where two items are within rounding of each other, else an AssertionError)."""
     rng = np.random.default_rng(1)
     rows = rng.choice(len(query), size=min(sample, len(query)), replace=False)
     q = np.ascontiguousarray(query[rows])
     sf, i_f = nearest(q, gallery, k, "faiss")
-    st, i_t = nearest(q, gallery, k, "torch")
+    st, i_t = nearest(q, gallery, k, other)
     assert np.allclose(sf, st, atol=NEAR_TIE), "the backends' similarities disagree"
     differ = 0
     for r in np.flatnonzero((i_f != i_t).any(axis=1)):
@@ -110,22 +113,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"inputs: {(query.nbytes + gallery.nbytes) / MiB:.0f} MiB")
 
     results = {}
-    for backend in ("faiss", "torch"):
+    walls = {}
+    for backend in ("faiss", "torch", "bf16"):
         acc, wall, cpu, extra = _measure(
             lambda b=backend: topk_accuracy(query, ql, gallery, gl, backend=b)
         )
-        results[backend] = acc
+        results[backend], walls[backend] = acc, wall
         tops = " ".join(f"top{k}={v:.2f}" for k, v in acc.items())
         print(
             f"{backend:>5}: {wall:6.1f} s wall, {cpu:6.1f} s CPU ({os.cpu_count()} cores), "
             f"peak extra RSS {extra:6.1f} MiB  ({tops})"
         )
 
-    differ = check_neighbours(query, gallery, 50, args.sample)
-    print(
-        f"top-50 rankings: {args.sample - differ}/{args.sample} identical, "
-        "the rest differ only in near-ties"
-    )
+    for backend in ("torch", "bf16"):
+        print(f"{backend} vs faiss: {walls['faiss'] / walls[backend]:.2f}x the speed")
+        differ = check_neighbours(query, gallery, 50, args.sample, backend)
+        print(
+            f"top-50 rankings {backend} vs faiss: {args.sample - differ}/{args.sample} identical, "
+            "the rest differ only in near-ties"
+        )
     if args.collapsed:  # every item ties: the ranking is the gallery order
         share = 100.0 * np.mean(ql == gl[0])
         assert all(acc[1] == share for acc in results.values()), f"top1 != {share:.2f}"

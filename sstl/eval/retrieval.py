@@ -25,11 +25,16 @@ Scale. UCF101 split 1 at full size is 37,830 queries x 95,370 gallery clips x 51
   runs, without copying the gallery into an index), blocked sgemm + heaps inside faiss;
 - ``backend="torch"``: chunked ``query @ gallery.T`` + ``topk``, at most 256 MiB of similarities
   at a time.
-Inputs that are already unit-norm float32 are used in place; others get one normalised copy. The
-search is exact float32, 2 * Q * G * d = 3.7 TFLOP at full size: compute-bound, ~57 CPU-seconds
-with faiss on a 2-core AVX-512 CPU, +55 MiB (``bench/retrieval.py``). Boundary ties cost one more
-torch pass over the tied queries: nothing on real features, about one more search when every
-query is tied (collapsed features).
+- ``backend="bf16"``: a bfloat16 matmul shortlists ``k + 64`` items per query, whose float32
+  similarities are then ranked: the exact ranking unless bf16 rounding (~1e-4) pushes a true
+  top-k item out of the shortlist. Where the CPU computes bf16 natively (AVX512_BF16, AMX) its
+  matmul runs ~2.4x float32's, but gathering the shortlisted rows costs back much of it: 19.6 s
+  against faiss's 24.0 s at full size on 2 cores (``bench/retrieval.py``); slower elsewhere.
+Inputs that are already unit-norm float32 are used in place; others get one normalised copy.
+The search is exact float32, 2 * Q * G * d = 3.7 TFLOP at full size: compute-bound at the
+CPU's float32 peak, 24 s wall / 47 CPU-seconds with faiss on 2 idle AVX-512 cores, +83 MiB
+(``bench/retrieval.py``). Boundary ties cost one more torch pass over the tied queries:
+nothing on real features, about one more search when every query is tied (collapsed features).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-Backend = Literal["faiss", "torch"]
+Backend = Literal["faiss", "torch", "bf16"]
 DEFAULT_KS = (1, 5, 10, 20, 50)
 _CHUNK_BYTES = 256 * 2**20  # torch backend: at most this many bytes of similarities at once
 
@@ -150,6 +155,52 @@ def _search_faiss(query: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.nd
     return sims, idx
 
 
+_BLOCK = 64  # bf16 shortlist: gallery items per block of the two-level top-m selection
+
+
+def _search_bf16(
+    query: np.ndarray, gallery: np.ndarray, k: int, rows: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """bf16 shortlist, exact float32 re-rank: the ``m = k + 64`` best items of each query by a
+    bfloat16 matmul, then the float32 similarities of those m only, ranked as everywhere else.
+
+    Approximate only in whether a true top-k item makes the shortlist: it misses it if bf16
+    rounding (measured: std 1.3e-4, max 9e-4 on 512-d unit rows) exceeds the gap between its
+    similarity and the m-th best; `bench/retrieval.py` checks the rankings against faiss.
+    The top-m selection is exact and cheap: the max of each block of 64 items, the m best blocks
+    (they hold the m best items), then the m best items in them.
+    """
+    g32 = torch.from_numpy(gallery)
+    n_gal = len(gallery)
+    m = min(n_gal, k + 64)
+    pad = -n_gal % _BLOCK
+    g16 = torch.cat([g32, g32.new_zeros(pad, g32.shape[1])]).to(torch.bfloat16)  # (Gp, D)
+    n_blocks = len(g16) // _BLOCK
+    nb = min(n_blocks, m)  # blocks kept: the m best items lie in the m best blocks
+    sims = np.empty((len(query), k), dtype=np.float32)
+    idx = np.empty((len(query), k), dtype=np.int64)
+    s16 = torch.empty(rows, len(g16), dtype=torch.bfloat16)
+    for start in range(0, len(query), rows):
+        q32 = torch.from_numpy(query[start : start + rows])
+        r = len(q32)
+        s = torch.mm(q32.to(torch.bfloat16), g16.T, out=s16[:r])  # (r, Gp)
+        s[:, n_gal:] = -torch.inf  # padding never enters the shortlist
+        blocks = s.view(r, n_blocks, _BLOCK)
+        best = blocks.amax(dim=2).topk(nb, dim=1).indices  # (r, nb)
+        items = blocks.gather(1, best[:, :, None].expand(-1, -1, _BLOCK))  # (r, nb, 64)
+        pick = items.flatten(1).topk(m, dim=1).indices  # (r, m) into the kept blocks
+        cand = (best[:, :, None] * _BLOCK + torch.arange(_BLOCK)).flatten(1).gather(1, pick)
+        exact = torch.einsum("rd,rmd->rm", q32, g32[cand])  # (r, m) float32
+        top_s, top_i = _rank(exact.numpy(), cand.numpy())
+        tied = np.flatnonzero(_boundary_tied(top_s, k))
+        top_s, top_i = np.ascontiguousarray(top_s[:, :k]), np.ascontiguousarray(top_i[:, :k])
+        if tied.size:  # a tie at the k-th place: rank those queries exactly, as faiss does
+            q_tied = np.ascontiguousarray(query[start + tied])
+            top_s[tied], top_i[tied] = _search_torch(q_tied, gallery, k)
+        sims[start : start + r], idx[start : start + r] = top_s, top_i
+    return sims, idx
+
+
 def nearest(
     query: Any, gallery: Any, k: int, backend: Backend = "faiss"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +216,9 @@ def nearest(
         return _search_faiss(query, gallery, k)
     if backend == "torch":
         return _search_torch(query, gallery, k)
-    raise ValueError(f"backend = {backend!r} is not allowed: 'faiss' or 'torch'")
+    if backend == "bf16":
+        return _search_bf16(query, gallery, k)
+    raise ValueError(f"backend = {backend!r} is not allowed: 'faiss', 'torch' or 'bf16'")
 
 
 def topk_accuracy(

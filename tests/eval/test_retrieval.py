@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from sstl.eval import retrieval
 from sstl.eval.retrieval import (
     _search_torch,
     center_normalize,
@@ -17,7 +18,7 @@ from sstl.eval.retrieval import (
     video_mean,
 )
 
-BACKENDS = ("faiss", "torch")
+BACKENDS = ("faiss", "torch", "bf16")
 
 
 def ranking(query, gallery):
@@ -150,6 +151,19 @@ def test_k_larger_than_a_class_and_than_the_gallery(backend):
     present = 100.0 * np.mean(qlab != 3)
     assert got[7] == pytest.approx(present)  # whole gallery: every present class is a hit
     assert got[50] == got[7]
+
+
+def test_bf16_shortlist_equals_the_exact_ranking_across_blocks():
+    # gallery sizes around the 64-item blocks (padding), k + 64 above and below the gallery size,
+    # and one query chunk boundary: the re-ranked shortlist is the float32 ranking
+    rng = np.random.default_rng(5)
+    for n_gal, k in ((63, 5), (64, 50), (65, 1), (130, 50), (1000, 20)):
+        q = l2_normalize(rng.standard_normal((37, 24)).astype(np.float32))
+        g = l2_normalize(rng.standard_normal((n_gal, 24)).astype(np.float32))
+        st, i_t = nearest(q, g, k, "torch")
+        sb, i_b = retrieval._search_bf16(q, g, min(k, n_gal), rows=16)
+        np.testing.assert_array_equal(i_b, i_t, err_msg=f"G={n_gal} k={k}")
+        np.testing.assert_allclose(sb, st, atol=1e-6)
 
 
 def test_backends_agree_on_a_larger_set_and_accept_tensors():

@@ -184,7 +184,7 @@ def test_resources_merge_default_and_rule(configs):
     default = cfg["resources"]["default"]
     assert P.resources(cfg, "pretrain") == {
         **default,
-        "cpus": 2,
+        "cpus": 1,
         "mem_mb": 4000,
         "runtime": 60,
         "gpus": 1,
