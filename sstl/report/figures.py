@@ -58,7 +58,8 @@ def figure1(results: Mapping[str, dict | None], out: Path, dataset: str) -> Path
     """Mean cosine similarity of two temporally augmented views vs augmentation strength.
 
     ``results``: model label -> ``similarity.json`` content (None when not run). Error bars are
-    one standard deviation over videos.
+    the 95% interval of the mean over videos (1.96 standard errors): what a comparison of the
+    curves needs; a standard deviation also ran past the cosine's bound of 1.
     """
     fig, ax = plt.subplots(figsize=SIZES["figure1"])
     done = {k: r for k, r in results.items() if r}
@@ -67,7 +68,7 @@ def figure1(results: Mapping[str, dict | None], out: Path, dataset: str) -> Path
         ax.errorbar(
             f1["strengths"],
             f1["mean"],
-            yerr=f1["std"],
+            yerr=[1.96 * e if e is not None else 0.0 for e in f1["sem"]],  # None: n < 2
             marker="o",
             capsize=4,
             color=COLORS[i % len(COLORS)],
@@ -94,9 +95,18 @@ def figure2(results: Mapping[str, dict | None], out: Path, dataset: str) -> Path
     """
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=SIZES["figure2"])
     done = {k: r for k, r in results.items() if r}
+    # shared bins over the range the samples cover (cosines of pooled ReLU features sit in
+    # [0, 1], trained ones often in [0.5, 1]): a fixed [-1, 1] axis leaves the peaks 2 bins wide
+    samples = [
+        v
+        for r in done.values()
+        for kind in ("intra", "inter")
+        for v in r["figure2"][kind]["samples"]
+    ]
+    low = max(-1.0, np.floor(min(samples, default=-1.0) * 20) / 20)
+    bins = np.linspace(low, 1.0, 41)
     for i, (label, r) in enumerate(done.items()):
         color, f2 = COLORS[i % len(COLORS)], r["figure2"]
-        bins = np.linspace(-1.0, 1.0, 41)
         for kind, style in (("intra", "-"), ("inter", "--")):
             ax_a.hist(
                 f2[kind]["samples"],
