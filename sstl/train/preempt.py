@@ -12,12 +12,15 @@ SIGTERM that does not come from their parent; the loader then raises in the main
 middle of a step, before it can save. Pass :func:`ignore_in_worker` as the loader's
 ``worker_init_fn``: workers then ignore both signals and end with their loader as usual (or,
 orphaned, by their parent-death check; Slurm's SIGKILL after ``KillWait`` ends anything left).
-Other forked children inherit the handler, which does nothing in them.
+Other forked children inherit the handler, which does nothing in them. The one cost: an
+exception leaves the workers alive, and Python's exit handler, which terminates (SIGTERM) then
+joins them, would wait forever; the engine calls :func:`stop_workers` on its way out.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -80,6 +83,14 @@ def ignore_in_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: the worker ignores SIGTERM/SIGUSR1 (see the module doc)."""
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def stop_workers(timeout: float = 5.0) -> None:
+    """Kill the DataLoader workers still alive when a run ends (after an error, mostly): they
+    ignore SIGTERM, so the interpreter's exit would hang joining them."""
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join(timeout)
 
 
 def request_requeue() -> bool:

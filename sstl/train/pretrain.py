@@ -45,7 +45,13 @@ from sstl.train.distributed import (
     detect_env,
     init_distributed,
 )
-from sstl.train.preempt import EXIT_REQUEUE, Preemption, ignore_in_worker, request_requeue
+from sstl.train.preempt import (
+    EXIT_REQUEUE,
+    Preemption,
+    ignore_in_worker,
+    request_requeue,
+    stop_workers,
+)
 from sstl.train.progress import Progress, RunPaths
 from sstl.train.step import PretrainTransform, StepParts, build_parts, train_step
 
@@ -167,6 +173,7 @@ def main(cfg: PretrainConfig, paths: PretrainPaths) -> int:
     try:
         return _pretrain(cfg, paths, env)
     finally:
+        stop_workers()  # they ignore SIGTERM: left alive, they would hang the exit
         cleanup()
 
 

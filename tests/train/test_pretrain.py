@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import shutil
 import subprocess
 
 import numpy as np
@@ -137,3 +139,24 @@ def test_resume_hash_ignores_execution_only_settings_but_not_the_videos():
     other.optim.lr = 1.0
     assert resume_hash(base, ids) == resume_hash(same, ids) != resume_hash(other, ids)
     assert resume_hash(base, ids) != resume_hash(base, ids[:1])
+
+
+def test_a_loader_error_ends_the_run_instead_of_hanging(tiny_data, tmp_path, helpers):
+    # the loader's workers ignore SIGTERM (preemption); after an error in one of them the run
+    # must still exit, with the error, instead of waiting forever on its workers
+    store = tmp_path / "store"
+    shutil.copytree(tiny_data.store, store)
+    for video in store.rglob("*.mp4"):
+        video.unlink()
+    data = dataclasses.replace(tiny_data, store=store)
+    cfg = helpers.tiny_cfg(run={"workers": 1})
+    run = subprocess.run(
+        helpers.sstl_command("pretrain", *helpers.pretrain_argv(data, tmp_path / "out", cfg)),
+        cwd=helpers.REPO,
+        env=helpers.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode not in (0, 75), run.stderr[-2000:]
+    assert "VideoDecodeError" in run.stderr
