@@ -42,7 +42,7 @@ class RetrievalConfig:
     layer: Literal["projection", "backbone"] = "projection"
     protocol: Literal["clip", "video_mean"] = "clip"  # video_mean: VCOP averages a video's clips
     center: bool = False  # CoCLR: subtract the gallery mean, then L2-normalise
-    backend: Literal["faiss", "torch", "bf16"] = "faiss"
+    backend: Literal["int8", "faiss", "torch"] = "int8"  # sstl.eval.retrieval
     crop_size: int = 112  # centre crop
     batch_size: int = 32
     workers: int = 2

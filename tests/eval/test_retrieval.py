@@ -1,4 +1,4 @@
-"""Top-k retrieval against a brute-force reference (float64, stable argsort), both backends."""
+"""Top-k retrieval against a brute-force reference (float64, stable argsort), every backend."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from sstl.eval import retrieval
+from sstl.eval import knn_int8
+from sstl.eval.knn import search_torch
 from sstl.eval.retrieval import (
-    _search_torch,
     center_normalize,
     l2_normalize,
     nearest,
@@ -18,7 +18,7 @@ from sstl.eval.retrieval import (
     video_mean,
 )
 
-BACKENDS = ("faiss", "torch", "bf16")
+BACKENDS = ("int8", "faiss", "torch")
 
 
 def ranking(query, gallery):
@@ -104,7 +104,7 @@ def test_many_tied_duplicates_keep_the_lowest_indices(backend):
     assert got == pytest.approx(brute_force(query, qlab, gallery, glab, ks))
     _, idx = nearest(query, gallery, 50, backend)
     assert np.all(idx == np.arange(10, 60))  # the first 50 copies, in order, for every query
-    _, small = _search_torch(query, gallery, 50, chunk_bytes=4 * len(gallery) * 8)  # 8-row chunks
+    _, small = search_torch(query, gallery, 50, chunk_bytes=4 * len(gallery) * 8)  # 8-row chunks
     assert np.array_equal(small, idx)
 
 
@@ -153,17 +153,65 @@ def test_k_larger_than_a_class_and_than_the_gallery(backend):
     assert got[50] == got[7]
 
 
-def test_bf16_shortlist_equals_the_exact_ranking_across_blocks():
+def test_int8_shortlist_equals_the_exact_ranking_across_blocks():
     # gallery sizes around the 64-item blocks (padding), k + 64 above and below the gallery size,
-    # and one query chunk boundary: the re-ranked shortlist is the float32 ranking
+    # one query chunk boundary, and dims that are not a multiple of 4 (1 included)
     rng = np.random.default_rng(5)
-    for n_gal, k in ((63, 5), (64, 50), (65, 1), (130, 50), (1000, 20)):
-        q = l2_normalize(rng.standard_normal((37, 24)).astype(np.float32))
-        g = l2_normalize(rng.standard_normal((n_gal, 24)).astype(np.float32))
+    cases = ((63, 5, 24), (64, 50, 24), (65, 1, 1), (130, 50, 7), (1000, 20, 24), (3000, 10, 33))
+    for n_gal, k, dim in cases:
+        q = l2_normalize(rng.standard_normal((37, dim)).astype(np.float32))
+        g = l2_normalize(rng.standard_normal((n_gal, dim)).astype(np.float32))
         st, i_t = nearest(q, g, k, "torch")
-        sb, i_b = retrieval._search_bf16(q, g, min(k, n_gal), rows=16)
-        np.testing.assert_array_equal(i_b, i_t, err_msg=f"G={n_gal} k={k}")
+        sb, i_b = knn_int8.search_int8(q, g, min(k, n_gal), rows=16)
+        np.testing.assert_array_equal(i_b, i_t, err_msg=f"G={n_gal} k={k} D={dim}")
         np.testing.assert_allclose(sb, st, atol=1e-6)
+
+
+def _dense_neighbourhood(rng, n_queries=8, dim=64, dense=400, spacing=1e-5):
+    """Queries whose ``dense`` best gallery items lie ``spacing`` apart in similarity, far closer
+    than the int8 error (~1e-3 at 64-d), above 2000 random items."""
+    query = l2_normalize(rng.standard_normal((n_queries, dim)).astype(np.float32))
+    gallery = [l2_normalize(rng.standard_normal((2000, dim)).astype(np.float32))]
+    for q in query.astype(np.float64):
+        u = rng.standard_normal((dense, dim))
+        u -= np.outer(u @ q, q)  # orthogonal to the query
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        sim = 0.5 + spacing * rng.permutation(dense)[:, None]
+        gallery.append((sim * q + np.sqrt(1 - sim**2) * u).astype(np.float32))
+    return query, np.concatenate(gallery)
+
+
+def test_int8_check_sends_dense_neighbourhoods_to_the_exact_search(monkeypatch):
+    rng = np.random.default_rng(11)
+    query, gallery = _dense_neighbourhood(rng)
+    exact = nearest(query, gallery, 50, "torch")
+    stats = {}
+    got = knn_int8.search_int8(query, gallery, 50, stats=stats)
+    assert stats["exact"] == len(query)  # every query failed the check ...
+    np.testing.assert_array_equal(got[1], exact[1])  # ... so the ranking is the exact one
+    # the check is what makes it exact: the shortlist alone misses true top-50 items here
+    monkeypatch.setattr(knn_int8, "MARGIN", 0.0)
+    monkeypatch.setattr(knn_int8, "_FLOOR", -1.0)
+    loose = knn_int8.search_int8(query, gallery, 50, stats=stats)
+    assert stats["exact"] < len(query)
+    assert not np.array_equal(loose[1], exact[1])
+
+
+def test_int8_check_passes_separated_neighbours():
+    # random unit features: the shortlist path answers every query itself
+    rng = np.random.default_rng(12)
+    query = l2_normalize(rng.standard_normal((100, 64)).astype(np.float32))
+    gallery = l2_normalize(rng.standard_normal((5000, 64)).astype(np.float32))
+    stats = {}
+    _, got = knn_int8.search_int8(query, gallery, 20, rows=32, stats=stats)
+    assert stats["exact"] == 0
+    _, exact = nearest(query, gallery, 20, "torch")
+    # the same ranking, except where two items are within float32 rounding (the re-rank's dot
+    # products and torch's matmul sum in different orders)
+    for r, pos in zip(*np.nonzero(got != exact), strict=True):
+        sims = gallery[[got[r, pos], exact[r, pos]]].astype(np.float64) @ query[r]
+        assert abs(sims[0] - sims[1]) < 1e-6, (r, pos, sims)
+    assert np.count_nonzero(got != exact) <= 4
 
 
 def test_backends_agree_on_a_larger_set_and_accept_tensors():
@@ -172,7 +220,9 @@ def test_backends_agree_on_a_larger_set_and_accept_tensors():
     ql, gl = rng.integers(0, 20, 300), rng.integers(0, 20, 2000)
     a = topk_accuracy(q, ql, g, gl, backend="faiss")
     b = topk_accuracy(torch.from_numpy(q), torch.from_numpy(ql), g, gl, backend="torch")
+    c = topk_accuracy(q, ql, torch.from_numpy(g), gl, backend="int8")
     assert a == pytest.approx(b)
+    assert c == pytest.approx(a)
     assert a == pytest.approx(brute_force(q, ql, g, gl, (1, 5, 10, 20, 50)))
     sf, i_f = nearest(l2_normalize(q), l2_normalize(g), 50, "faiss")
     st, i_t = nearest(l2_normalize(q), l2_normalize(g), 50, "torch")
@@ -322,7 +372,7 @@ def test_retrieve_cli_scratch_clip_protocol(tiny_data, h, tmp_path):
         "clip_len": h.clip_len,
         "protocol": "clip",
         "center": False,
-        "backend": "faiss",
+        "backend": "int8",
         "crop_size": h.crop,
     }
     assert m["weights"]["path"] == "scratch" and "sha" in m["git"]
