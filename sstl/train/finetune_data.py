@@ -11,9 +11,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from sstl.augment.spatial import SpatialAugment
-from sstl.config import ConfigError, FinetuneConfig, SpatialConfig
+from sstl.config import FinetuneConfig, SpatialConfig
 from sstl.data.clips import ClipDataset, collate
 from sstl.train.distributed import DistEnv, ResumableSampler
+from sstl.train.loaders import train_loader
 from sstl.train.progress import RunPaths
 
 log = logging.getLogger(__name__)
@@ -71,16 +72,9 @@ def build_loaders(
         transform=FinetuneTransform(cfg.spatial),
         seed=cfg.run.seed,
     )
-    batch_per_rank = cfg.optim.batch_size // env.world_size
-    sampler = ResumableSampler(train, env, batch_per_rank, seed=cfg.run.seed)
-    if sampler.batches_per_epoch() == 0:
-        raise ConfigError(
-            f"optim.batch_size = {cfg.optim.batch_size} is larger than the {len(train)} train "
-            f"videos with status ok in {paths.manifest}: lower it"
-        )
     common = {"num_workers": cfg.run.workers, "collate_fn": collate}
-    common["pin_memory"] = env.device.type == "cuda"
-    loader = DataLoader(train, batch_size=batch_per_rank, sampler=sampler, drop_last=True, **common)
+    what = f"train videos with status ok in {paths.manifest}"
+    sampler, loader = train_loader(train, env, cfg.optim.batch_size, cfg.run.seed, what, **common)
     test_rows = manifest[(manifest["split"] == "test") & (manifest["status"] == "ok")]
     val_loader = None
     if test_rows.empty:
@@ -89,5 +83,6 @@ def build_loaders(
         test = ClipDataset(
             test_rows.reset_index(drop=True), paths.store, "uniform", cfg.clip_len, num_clips=1
         )
-        val_loader = DataLoader(test, batch_size=batch_per_rank, shuffle=False, **common)
+        common["pin_memory"] = loader.pin_memory
+        val_loader = DataLoader(test, batch_size=loader.batch_size, shuffle=False, **common)
     return train, sampler, loader, val_loader

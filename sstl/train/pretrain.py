@@ -45,6 +45,7 @@ from sstl.train.distributed import (
     detect_env,
     init_distributed,
 )
+from sstl.train.loaders import train_loader
 from sstl.train.preempt import (
     EXIT_REQUEUE,
     Preemption,
@@ -89,20 +90,13 @@ def build_loader(
         transform=PretrainTransform(cfg.temporal, cfg.spatial),  # runs in the loader workers
         seed=cfg.run.seed,
     )
-    batch_per_rank = cfg.optim.batch_size // env.world_size
-    sampler = ResumableSampler(dataset, env, batch_per_rank, seed=cfg.run.seed)
-    if sampler.batches_per_epoch() == 0:
-        raise ConfigError(
-            f"optim.batch_size = {cfg.optim.batch_size} is larger than the {len(dataset)} "
-            f"'{cfg.split}' videos with status ok in {paths.manifest}: lower it"
-        )
-    loader = DataLoader(
+    sampler, loader = train_loader(
         dataset,
-        batch_size=batch_per_rank,
-        sampler=sampler,
+        env,
+        cfg.optim.batch_size,
+        cfg.run.seed,
+        f"'{cfg.split}' videos with status ok in {paths.manifest}",
         num_workers=cfg.run.workers,
-        pin_memory=env.device.type == "cuda",
-        drop_last=True,
         collate_fn=collate,
         worker_init_fn=ignore_in_worker,  # a preempted job's workers live until the state is saved
         prefetch_factor=4 if cfg.run.workers else None,
