@@ -26,12 +26,12 @@ cores):
 - ``backend="int8"`` (default, :mod:`sstl.eval.knn_int8`): an int8 matmul (exact int32
   accumulation) shortlists ``k + 64`` items per query, their float32 similarities are ranked, and
   a margin check sends every query whose top k the shortlist cannot vouch for to the torch search.
-  10.3 s, +389 MiB; the same accuracies as faiss, and its rankings up to float32 near-ties.
+  10-11 s, +411 MiB; the same accuracies as faiss, and its rankings up to float32 near-ties.
 - ``backend="faiss"``: ``faiss.knn`` with inner product (the brute-force search ``IndexFlatIP``
   runs, without copying the gallery into an index), blocked sgemm + heaps inside faiss: at the
-  CPU's float32 peak, 25 s, +46 MiB.
+  CPU's float32 peak, 22-25 s, +46 MiB.
 - ``backend="torch"``: chunked ``query @ gallery.T`` + ``topk``, at most 256 MiB of similarities
-  at a time: 45 s, +517 MiB.
+  at a time: 42-45 s, +517 MiB.
 Inputs that are already unit-norm float32 are used in place; others get one normalised copy.
 Boundary ties cost one more torch pass over the tied queries: nothing on real features, about
 one more search when every query is tied (collapsed features).
