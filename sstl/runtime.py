@@ -79,10 +79,11 @@ def log_startup(command: str, cfg: Any) -> dict[str, Any]:
     where = " ".join(f"{k}={v}" for k, v in env.items()) or "no Slurm job, no GPU assignment"
     log.info("host %s, pid %d, %s", socket.gethostname(), os.getpid(), where)
     # CPU results are bit-reproducible only at the same thread count (float sums split by thread);
-    # Snakemake sets OMP_NUM_THREADS to a job's threads
-    import torch
-
-    log.info("torch %s, %d CPU threads", torch.__version__, torch.get_num_threads())
+    # Snakemake sets OMP_NUM_THREADS to a job's threads. Only where the command imported torch:
+    # the others would pay its import for a log line.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        log.info("torch %s, %d CPU threads", torch.__version__, torch.get_num_threads())
     log.info("resolved config:\n%s", json.dumps(cfg, indent=2, sort_keys=True, default=str))
     return info
 

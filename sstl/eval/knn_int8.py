@@ -35,12 +35,15 @@ For each chunk of ``rows`` queries:
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from sstl.eval.knn import rank, search_torch
+
+log = logging.getLogger(__name__)
 
 BLOCK = 64  # gallery rows per scale and per block of the two-level top-m selection
 EXTRA = 64  # shortlist depth beyond k
@@ -106,6 +109,9 @@ def search_int8(
     if gallery.shape[1] > _MAX_DIM:  # int32 could overflow: no shortlist
         return search_torch(query, gallery, k)
     sims, idx, redo = _search_chunks(query, gallery, k, max(1, min(rows, len(query))))
+    log.info(
+        "int8 search: %d of %d queries failed the check, searched exactly", redo.size, len(query)
+    )
     if redo.size:  # after the chunks' buffers are freed
         sims[redo], idx[redo] = search_torch(np.ascontiguousarray(query[redo]), gallery, k)
     if stats is not None:
