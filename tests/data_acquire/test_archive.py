@@ -33,14 +33,14 @@ def archives(shared_dir) -> Path:
     return shared_dir / "archives"
 
 
-def test_rar3_solid(archives, tmp_path):
+def test_rar3_solid(rar_tools, archives, tmp_path):
     files = extract(archives / "rar3-solid.rar", tmp_path / "out")
     assert [p.name for p in files] == ["stest1.txt", "stest2.txt"]
     assert all(p.stat().st_size == 2048 for p in files)
 
 
 @pytest.mark.parametrize("name", ["rar3-subdirs.rar", "rar5-subdirs.rar"])  # unar / bsdtar
-def test_rar_subdirs_spaces_unicode_empty(archives, tmp_path, name):
+def test_rar_subdirs_spaces_unicode_empty(rar_tools, archives, tmp_path, name):
     out = tmp_path / "out"
     files = extract(archives / name, out)
     assert {p.relative_to(out).as_posix() for p in files} == SUBDIR_FILES
@@ -49,7 +49,7 @@ def test_rar_subdirs_spaces_unicode_empty(archives, tmp_path, name):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the temp folder is gone
 
 
-def test_rar_symlink_outside_refused(archives, tmp_path):
+def test_rar_symlink_outside_refused(rar_tools, archives, tmp_path):
     before = snapshot(tmp_path)
     with pytest.raises(UnsafeArchiveError, match="random_link") as info:
         extract(archives / "rar3-symlink-unix.rar", tmp_path / "out")
@@ -57,7 +57,7 @@ def test_rar_symlink_outside_refused(archives, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def test_rar_symlink_checked_after_extraction_when_unlisted(archives, tmp_path):
+def test_rar_symlink_checked_after_extraction_when_unlisted(rar_tools, archives, tmp_path):
     """Only unar installed: lsar gives no RAR 4 link target, the post-extraction check refuses."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -81,7 +81,7 @@ def test_rar_symlink_checked_after_extraction_when_unlisted(archives, tmp_path):
     assert list(parent.iterdir()) == []
 
 
-def test_rar5_symlink_traversal_writes_nothing_outside(archives, tmp_path):
+def test_rar5_symlink_traversal_writes_nothing_outside(rar_tools, archives, tmp_path):
     parent = tmp_path / "parent"
     parent.mkdir()
     (parent / "keep.txt").write_text("x")
@@ -209,7 +209,7 @@ def test_not_an_archive(tmp_path):
         extract(tmp_path / "x.rar", tmp_path / "out")
 
 
-def test_nested_rar_of_rars(archives, tmp_path):
+def test_nested_rar_of_rars(rar_tools, archives, tmp_path):
     """HMDB51 is a RAR of per-class RARs. No RAR writer is installed, so the outer archive here
     is a tar holding the real RAR samples; the inner ones go through unar and bsdtar."""
     outer = tmp_path / "outer.tar"

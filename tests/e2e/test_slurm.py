@@ -1,6 +1,6 @@
 """The workflow through the real local Slurm cluster (.ci/slurm-up.sh), and srun-launched DDP.
 
-Skipped when no cluster answers, unless SSTL_SLURM=1 (CI), where a missing cluster fails.
+Skipped when no cluster answers, unless SSTL_CI=1 (CI), where a skip fails.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ def _cluster_up() -> bool:
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
     if not _cluster_up():
-        if os.environ.get("SSTL_SLURM") == "1":
-            pytest.fail("SSTL_SLURM=1 but no Slurm cluster answers: run .ci/slurm-up.sh")
         pytest.skip("no Slurm cluster (start one with `make slurm-up`)")
 
 
