@@ -1,11 +1,12 @@
 """Pretraining throughput on one GPU: clips/s and model FLOPs utilisation (MFU) of the SSTL step.
 
-Runs the real step (:func:`sstl.train.step.train_step`: spatial augmentation on the device, one
-bf16-autocast forward of both views, memory negatives, all losses, backward, SGD, memory update) on
-synthetic uint8 frames already on the device, so the number is the model side alone (the loader
-is benchmarked by ``bench/loader.py``). MFU = clips/s x model FLOPs per clip (forward + backward,
-counted once at start with ``torch.utils.flop_counter.FlopCounterMode``: 241 GFLOP for R3D-18 at
-16x112x112, forward 81.4) / the device's dense bf16 peak (H100 and H200 SXM: 989 TFLOP/s).
+Runs the real step (:class:`sstl.train.pretrain.PretrainStep`: spatial augmentation on the
+device, one bf16-autocast forward of both views, memory negatives, all losses, backward, SGD,
+memory update) on synthetic uint8 frames already on the device, so the number is the model side
+alone (the loader is benchmarked by ``bench/loader.py``). MFU = clips/s x model FLOPs per clip
+(forward + backward, counted once at start with ``torch.utils.flop_counter.FlopCounterMode``:
+241 GFLOP for R3D-18 at 16x112x112, forward 81.4) / the device's dense bf16 peak (H100 and H200
+SXM: 989 TFLOP/s).
 
     python bench/gpu_pretrain.py --batch 32 --steps 30     # r3d_18, 32 videos = 64 clips a step
     python bench/gpu_pretrain.py --batch 32 --compile --channels-last
@@ -31,8 +32,9 @@ from sstl.config import (
     TemporalConfig,
 )
 from sstl.models.sstl import unwrap
+from sstl.train.batches import random_batch
 from sstl.train.distributed import DistEnv
-from sstl.train.step import build_parts, random_batch, train_step
+from sstl.train.pretrain import PretrainStep
 
 # Dense (no sparsity) bf16 tensor-core peaks in FLOP/s, matched against the device name.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
@@ -80,11 +82,11 @@ def main() -> None:
     )
     env = DistEnv(device=device)
     videos = args.videos or (240_000 if device.type == "cuda" else 1024)
-    parts = build_parts(cfg, env, num_videos=max(videos, 2 * args.batch), steps_per_epoch=10**6)
+    step_fn = PretrainStep(cfg, env, num_videos=max(videos, 2 * args.batch), steps_per_epoch=10**6)
     clip = torch.randn(1, 3, args.clip_len, args.crop, args.crop, device=device)
-    flops = model_flops_per_clip(unwrap(parts.model), clip)
+    flops = model_flops_per_clip(unwrap(step_fn.method.encoder), clip)
     if args.compile:
-        parts.model = torch.compile(parts.model)
+        step_fn.method.encoder = torch.compile(step_fn.method.encoder)
     batch = random_batch(cfg, args.batch, args.height, args.width)
     batch["frames"] = batch["frames"].to(device)  # already on the GPU: time the model side only
 
@@ -94,13 +96,13 @@ def main() -> None:
 
     warmup = args.warmup if args.warmup is not None else (5 if device.type == "cuda" else 0)
     for step in range(warmup):
-        train_step(parts, batch, step)
+        step_fn(batch, step)
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for step in range(warmup, warmup + args.steps):
-        logs = train_step(parts, batch, step)
+        logs = step_fn(batch, step)
     sync()
     seconds = (time.perf_counter() - t0) / args.steps
 

@@ -3,7 +3,7 @@
 Both run in this process on the same batch, interleaved (A, B, A, B, ...) so background load hits
 both alike; the script prints min and median ms/step of each and the overhead (target <= 10%).
 
-- SSTL: :func:`sstl.train.step.train_step` as ``sstl pretrain`` runs it: batched spatial
+- SSTL: :class:`sstl.train.pretrain.PretrainStep` as ``sstl pretrain`` runs it: batched spatial
   augmentation of both uint8 views on the device, one forward of the 2B clips through backbone +
   projection + playback-rate heads, K memory negatives, InfoNCE + clip-to-video + rate losses,
   backward, SGD + lr schedule, memory-bank update;
@@ -12,7 +12,7 @@ both alike; the script prints min and median ms/step of each and the overhead (t
   prepared once outside the timing.
 
 The batch is what the loader hands over: windows of ``T + e`` frames cut into two temporal views
-with both views' spatial parameters (:class:`sstl.train.step.PretrainTransform`).
+with both views' spatial parameters (:class:`sstl.train.batches.PretrainTransform`).
 
     python bench/train_step.py                          # CPU default: 2 videos (4 clips) 16x112x112
     python bench/train_step.py --device cuda --batch 32 --iters 20
@@ -39,8 +39,9 @@ from sstl.config import (
     TemporalConfig,
 )
 from sstl.models.backbone import build_backbone
+from sstl.train.batches import augment_views, random_batch
 from sstl.train.distributed import DistEnv
-from sstl.train.step import augment_views, build_parts, random_batch, train_step
+from sstl.train.pretrain import PretrainStep
 
 
 def bare_model(cfg: ModelConfig) -> nn.Module:
@@ -77,12 +78,12 @@ def main() -> None:
         optim=OptimConfig(batch_size=args.batch, epochs=1),
         run=RunConfig(device=device.type),
     )
-    parts = build_parts(cfg, DistEnv(device=device), args.videos, steps_per_epoch=10**6)
+    step = PretrainStep(cfg, DistEnv(device=device), args.videos, steps_per_epoch=10**6)
     batch = random_batch(cfg, args.batch, args.height, args.width_px)
 
     bare = bare_model(cfg.model).to(device)
     opt = torch.optim.SGD(bare.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-6)
-    clips = augment_views(parts.augment, batch, device)  # the same 2B views, made once
+    clips = augment_views(step.augment, batch, device)  # the same 2B views, made once
     labels = torch.randint(0, 400, (clips.shape[0],), device=device)
     amp = cfg.run.amp and device.type == "cuda"
 
@@ -104,7 +105,7 @@ def main() -> None:
 
     times: dict[str, list[float]] = {"sstl": [], "bare": []}
     for i in range(args.warmup + args.iters):
-        t_sstl = timed(lambda i=i: train_step(parts, batch, i))
+        t_sstl = timed(lambda i=i: step(batch, i))
         t_bare = timed(bare_step)
         if i >= args.warmup:
             times["sstl"].append(t_sstl)

@@ -9,6 +9,12 @@ from __future__ import annotations
 import importlib
 import sys
 
+from sstl.config.loader import ConfigError
+from sstl.runtime import catch_stop_signals
+
+EXIT_CONFIG = 2  # a setting is wrong: the message names it, its value and what is allowed
+TRAINING = ("pretrain", "finetune")  # commands that save and exit 75 on SIGTERM / SIGUSR1
+
 # command -> ("module:function", one-line help). The function takes argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synthetic": ("sstl.data.synthetic:cli", "generate the embedded synthetic motion dataset"),
@@ -44,8 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"sstl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    if name in TRAINING:
+        catch_stop_signals()  # before the slow imports: a preemption during start-up is kept
     module, func = COMMANDS[name][0].split(":")
-    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    command = getattr(importlib.import_module(module), func)
+    try:
+        return int(command(rest) or 0)
+    except ConfigError as err:  # every command: a bad setting is exit 2 with one clear line
+        print(f"sstl {name}: {err}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

@@ -132,12 +132,12 @@ def _stage_name(job: Any) -> str:
     return "-".join(parts)
 
 
-def _params(rule: str, configfile: str) -> list[Any]:
-    keys = P.PARAM_KEYS.get(rule, [])
-    return [{configfile: list(keys)}] if keys else []
+def _params(job: Any, config: dict[str, Any], configfile: str) -> list[Any]:
+    keys = P.param_keys(config, job.rule.name, dict(job.wildcards))
+    return [{configfile: keys}] if keys else []
 
 
-def stage_for(job: Any, configfile: str) -> dict[str, Any]:
+def stage_for(job: Any, config: dict[str, Any], configfile: str) -> dict[str, Any]:
     rule = job.rule.name
     outs = [str(f) for f in job.output]
     logs = [str(f) for f in job.log]
@@ -147,7 +147,7 @@ def stage_for(job: Any, configfile: str) -> dict[str, Any]:
         "cmd": (f"mkdir -p {' '.join(dirs)} && " if dirs else "") + cmd,
         "deps": sorted({str(f) for f in job.input} | set(rule_code_deps(rule))),
     }
-    params = _params(rule, configfile)
+    params = _params(job, config, configfile)
     if params:
         stage["params"] = params
     metrics = [f for f in outs if f.endswith(("metrics.json", "summary.json"))]
@@ -164,7 +164,8 @@ def generate(
     workdir: Path = Path("."),
 ) -> str:
     jobs = sorted(_jobs(snakefile, configfile, workdir), key=_stage_name)
-    stages = {_stage_name(j): stage_for(j, str(configfile)) for j in jobs}
+    config = yaml.safe_load(Path(workdir, configfile).read_text())
+    stages = {_stage_name(j): stage_for(j, config, str(configfile)) for j in jobs}
     body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=10_000)
     return HEADER + body
 

@@ -12,44 +12,14 @@ weight ``1 - m`` and, with ``neighbour_update``, every other cell of its row by:
 
 Every moved cell is renormalised: ``theta <- normalise((1 - w) theta + w h)``. ``L = 1`` without
 neighbour update is the "common memory bank" of Table 5. Under DDP every rank must apply the same
-all-gathered updates (:func:`gather_for_update`) so the banks stay identical.
+all-gathered updates so the banks stay identical (:class:`sstl.method.SSTL` does).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-
-
-@torch.no_grad()
-def gather_for_update(
-    video_idx: torch.Tensor, positions: torch.Tensor, feats: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All ranks' ``(video_idx [B], positions [B], feats [B, D])``, concatenated in rank order.
-
-    Identity when torch.distributed is not initialised. Ranks may hold different batch sizes (the
-    last batch): each pads to the largest, and the padding is cut off again using the gathered
-    sizes. The three tensors travel packed in one float64 tensor (exact for indices < 2**53).
-    """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return video_idx, positions, feats
-    world = dist.get_world_size()
-    dim = feats.shape[1]
-    packed = torch.cat(
-        [video_idx.double()[:, None], positions.double()[:, None], feats.detach().double()], dim=1
-    )  # (B, 2 + D)
-    size = torch.tensor([packed.shape[0]], device=packed.device)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size)
-    sizes = [int(s.item()) for s in sizes]
-    padded = packed.new_zeros(max(sizes), 2 + dim)
-    padded[: packed.shape[0]] = packed
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
-    out = torch.cat([p[:n] for p, n in zip(parts, sizes, strict=True)])
-    return out[:, 0].long(), out[:, 1].to(positions.dtype), out[:, 2:].to(feats.dtype)
 
 
 def _occurrence_rank(idx: torch.Tensor) -> torch.Tensor:
@@ -69,7 +39,6 @@ class TemporalMemoryBank(nn.Module):
     """``N`` videos x ``L`` temporal slots x ``D`` unit features, updated without gradients."""
 
     memory: torch.Tensor
-    gather_for_update = staticmethod(gather_for_update)  # bank.gather_for_update(...) before update
 
     def __init__(
         self,

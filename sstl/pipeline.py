@@ -2,14 +2,13 @@
 
 The Snakefile imports this module (through ``workflow/rules/common.smk``) so the logic that turns
 ``config/*.yaml`` into jobs is plain, tested Python rather than code inside rule files. Every rule's
-``params:`` is built from :func:`stage_config`, and the same key lists (:data:`PARAM_KEYS`) tell
-``sstl dvc`` which config keys each DVC stage depends on: one definition, two readers.
+``params:`` is built from :func:`stage_config`, and the same table (:data:`SOURCES`) tells
+``sstl dvc`` which leaf config keys each DVC stage depends on: one definition, two readers.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shlex
 from collections.abc import Mapping
@@ -19,21 +18,16 @@ from typing import Any
 import yaml
 
 from sstl import config as C
+from sstl.files import config_hash
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
-# rule -> the top-level config keys its params read (for DVC `params:` and for documentation).
-PARAM_KEYS: dict[str, list[str]] = {
-    "synthetic": ["synthetic"],
-    "fetch": ["datasets"],
-    "extract": ["store", "datasets"],
-    "manifest": [],
-    "pretrain": ["seed", "pretrain", "experiments"],
-    "finetune": ["seed", "finetune", "experiments"],
-    "evaluate": ["evaluate", "experiments"],
-    "retrieve": ["seed", "retrieval", "pretrain.model", "experiments"],
-    "analyse": ["seed", "analysis", "pretrain.model", "pretrain.temporal", "experiments"],
-    "report": ["report", "run"],
+# Per-experiment stages and the typed job config each command reads its --cfg into.
+JOBS = {
+    "pretrain": C.PretrainConfig,
+    "finetune": C.FinetuneConfig,
+    "retrieve": C.RetrieveJob,
+    "analyse": C.AnalyseJob,
 }
 
 # Experiment override sections and what they override.
@@ -97,59 +91,110 @@ def is_scratch(config: Mapping[str, Any], name: str) -> bool:
     return experiment(config, name)["init"] == "scratch"
 
 
-def _section(config: Mapping[str, Any], exp: str | None, key: str) -> dict[str, Any]:
-    base = copy.deepcopy(dict(config.get(key) or {}))
-    if exp is not None:
-        base = deep_merge(base, experiment(config, exp).get(key))
-    return base
+# stage -> where each part of its ``--cfg`` comes from: (key in the job config, or None for the
+# whole section; the config section; keys of it the stage does not read). Sections an experiment
+# may override (EXPERIMENT_KEYS) are merged with ``experiments.<exp>.<section>``. One table, two
+# readers: :func:`stage_config` builds the job config from it and :func:`param_keys` tells DVC
+# which leaf keys each stage depends on.
+SOURCES: dict[str, list[tuple[str | None, str, tuple[str, ...]]]] = {
+    "synthetic": [(None, "synthetic", ())],
+    "extract": [("store", "store", ())],
+    "pretrain": [(None, "pretrain", ())],
+    "finetune": [(None, "finetune", ("datasets",)), ("model", "pretrain.model", ())],
+    "evaluate": [(None, "evaluate", ())],
+    "retrieve": [("retrieval", "retrieval", ("datasets",)), ("model", "pretrain.model", ())],
+    "analyse": [
+        ("analysis", "analysis", ("dataset",)),
+        ("model", "pretrain.model", ()),
+        ("rate_range", "pretrain.temporal.rate_range", ()),
+    ],
+}
+# stage -> where the global ``seed`` goes when the stage's own section does not set it
+SEEDED = {"pretrain": ("run", "seed"), "finetune": ("run", "seed"), "retrieve": ("seed",),
+          "analyse": ("seed",)}  # fmt: skip
+
+
+def _get(config: Mapping[str, Any], path: str) -> Any:
+    node: Any = config
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def _source(config: Mapping[str, Any], exp: str | None, path: str) -> dict[str, Any]:
+    """``config[path]`` merged with ``experiments.<exp>.<path>`` (when the section is one an
+    experiment may override)."""
+    value = _get(config, path)
+    override = _get(experiment(config, exp), path) if exp is not None else None
+    if path.split(".")[0] not in EXPERIMENT_KEYS:
+        override = None
+    if not isinstance(value, Mapping) and not isinstance(override, Mapping):  # a leaf setting
+        return copy.deepcopy(override if override is not None else value)
+    return deep_merge(dict(value or {}), override)
 
 
 def stage_config(config: Mapping[str, Any], stage: str, exp: str | None = None) -> dict[str, Any]:
     """The JSON a rule hands to ``sstl <stage> --cfg``: only the keys that stage reads."""
-    seed = config.get("seed", 0)
-    if stage == "synthetic":
-        return dict(config["synthetic"])
-    if stage == "extract":
-        return {"store": dict(config["store"])}
-    if stage == "pretrain":
-        cfg = _section(config, exp, "pretrain")
-        cfg.setdefault("run", {}).setdefault("seed", seed)
-        return cfg
-    if stage == "finetune":
-        cfg = _section(config, exp, "finetune")
-        cfg.pop("datasets", None)
-        cfg.setdefault("model", _section(config, exp, "pretrain").get("model", {}))
-        cfg.setdefault("run", {}).setdefault("seed", seed)
-        return cfg
-    if stage == "evaluate":
-        cfg = dict(config.get("evaluate") or {})
-        return cfg
-    if stage == "retrieve":
-        cfg = _section(config, exp, "retrieval")
-        cfg.pop("datasets", None)
-        model = _section(config, exp, "pretrain").get("model", {})
-        return {"retrieval": cfg, "model": model, "seed": seed}
-    if stage == "analyse":
-        cfg = _section(config, exp, "analysis")
-        for k in ("dataset", "experiments"):
-            cfg.pop(k, None)
-        pre = _section(config, exp, "pretrain")
-        return {
-            "analysis": cfg,
-            "model": pre.get("model", {}),
-            "temporal": pre.get("temporal", {}),
-            "seed": seed,
-        }
-    raise KeyError(stage)
+    if stage not in SOURCES:
+        raise KeyError(stage)
+    job: dict[str, Any] = {}
+    for key, path, left_out in SOURCES[stage]:
+        part = _source(config, exp, path)
+        if isinstance(part, dict):
+            part = {k: v for k, v in part.items() if k not in left_out}
+        if part is None:
+            continue  # not set: the job config's default applies
+        if key is None:
+            job.update(part)
+        else:
+            job.setdefault(key, part)  # a section of the stage's own wins (finetune.model)
+    if stage in SEEDED:
+        *outer, last = SEEDED[stage]
+        node = job
+        for key in outer:
+            node = node.setdefault(key, {})
+        node.setdefault(last, config.get("seed", 0))
+    return job
+
+
+def _leaves(node: Any, prefix: str) -> list[str]:
+    if isinstance(node, Mapping) and node:
+        return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}.{k}")]
+    return [prefix]
+
+
+def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str]) -> list[str]:
+    """The leaf config keys a job of ``rule`` reads (for DVC's ``params:``), so a change to one
+    experiment's settings touches only that experiment's stages."""
+    exp, dataset = wildcards.get("exp"), wildcards.get("dataset")
+    keys: list[str] = []
+    for _, path, left_out in SOURCES.get(rule, []):
+        paths = [path]
+        if exp is not None and path.split(".")[0] in EXPERIMENT_KEYS:
+            paths.append(f"experiments.{exp}.{path}")
+        for p in paths:
+            node = _get(config, p)
+            if isinstance(node, Mapping):
+                for k, v in node.items():
+                    keys += [] if k in left_out else _leaves(v, f"{p}.{k}")
+            elif node is not None:
+                keys.append(p)
+    if rule in SEEDED:
+        keys.append("seed")
+    if rule == "fetch":
+        keys += _leaves(_get(config, f"datasets.{dataset}"), f"datasets.{dataset}")
+    if rule == "extract" and _get(config, f"datasets.{dataset}.split") is not None:
+        keys.append(f"datasets.{dataset}.split")
+    if rule == "report":
+        keys += [*_leaves(config.get("report"), "report"), "run"]
+        keys += [f"experiments.{e}.description" for e, v in config["experiments"].items()
+                 if (v or {}).get("description")]  # fmt: skip
+    return sorted(set(keys))
 
 
 def cli_json(data: Mapping[str, Any]) -> str:
     """Shell-quoted compact JSON for ``--cfg`` (stable key order, so params compare equal)."""
     return shlex.quote(json.dumps(data, sort_keys=True, separators=(",", ":")))
-
-
-def config_hash(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def run_experiments(config: Mapping[str, Any]) -> list[str]:
@@ -197,17 +242,14 @@ def validate(
                 f"{', '.join(sorted(EXPERIMENT_KEYS))}"
             )
         try:
-            if not is_scratch(config, name):
-                C.load_section(C.PretrainConfig, stage_config(config, "pretrain", name), "pretrain")
-            C.load_section(C.FinetuneConfig, stage_config(config, "finetune", name), "finetune")
-            rcfg = stage_config(config, "retrieve", name)
-            C.load_section(C.RetrievalConfig, rcfg["retrieval"], "retrieval")
-            C.load_section(
-                C.AnalysisConfig, stage_config(config, "analyse", name)["analysis"], "analysis"
-            )
+            for stage, job in JOBS.items():
+                if stage != "pretrain" or not is_scratch(config, name):
+                    where = stage if stage in ("pretrain", "finetune") else ""  # as in the file
+                    C.load_section(job, stage_config(config, stage, name), where)
         except C.ConfigError as err:
             raise PipelineConfigError(f"experiment {name!r}: {err}") from None
     C.load_section(C.EvalConfig, config.get("evaluate"), "evaluate")
+    _validate_report(config)
     C.load_section(C.StoreConfig, config.get("store"), "store")
     if "synthetic" in used_datasets(config):
         C.load_section(C.SyntheticConfig, config.get("synthetic"), "synthetic")
@@ -220,6 +262,30 @@ def validate(
                 f"datasets.{name}.local_path = {ds.local_path!r} does not exist or is not a "
                 f"folder: point it at the folder holding the {name} videos, or set "
                 f"datasets.{name}.source: download"
+            )
+
+
+def _validate_report(config: Mapping[str, Any]) -> None:
+    """The report spec, checked now rather than by the last job after all the training."""
+    from sstl.report.spec import SpecError, validate_figures, validate_spec
+
+    try:
+        spec = validate_figures(validate_spec(report_spec(config)))
+    except SpecError as err:
+        raise PipelineConfigError(f"report: {err}") from None
+    defined = set(config.get("experiments") or {})
+    for section in ("table1", "table2", "table3", "table4", "table5", "figure1", "figure5"):
+        for cell, exp in (spec.get(section) or {}).items():
+            if cell != "dataset" and exp is not None and exp not in defined:
+                raise PipelineConfigError(
+                    f"report.{section}.{cell} = {exp!r} is not an experiment defined under "
+                    f"experiments:; defined: {', '.join(sorted(defined))}"
+                )
+    for label, bar in (spec["figure4"].get("experiments") or {}).items():
+        if bar.get("exp") is not None and bar["exp"] not in defined:
+            raise PipelineConfigError(
+                f"report.figure4.experiments.{label}.exp = {bar['exp']!r} is not an experiment "
+                f"defined under experiments:"
             )
 
 

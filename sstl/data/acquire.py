@@ -21,7 +21,8 @@ from sstl.config import ConfigError, DatasetConfig, load_section, to_dict
 from sstl.data.archive import ArchiveError, extract
 from sstl.data.download import DownloadError, download
 from sstl.data.splits import OFFICIAL, Split, load, official_dir
-from sstl.runtime import log_startup, parse_cfg, setup_logging, write_json
+from sstl.files import write_json
+from sstl.runtime import log_startup, parse_cfg, setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ request. Only a complete, verified file is renamed to ``dest``, so ``dest`` exis
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 import requests
 import urllib3
 from tqdm import tqdm
+
+from sstl.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,6 @@ _NETWORK_ERRORS = (
     ConnectionError,
     TimeoutError,
 )
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _content_range(resp: requests.Response) -> tuple[int | None, int | None]:

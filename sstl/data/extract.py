@@ -12,7 +12,6 @@ which must both match for the file to be reused.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ from sstl.data import splits
 from sstl.data.clips import MANIFEST_COLUMNS, load_manifest
 from sstl.data.store import StoreReader, store_ext, write_store
 from sstl.data.video import VideoDecodeError
+from sstl.files import sha256_file
 from sstl.runtime import log_startup, parse_cfg, setup_logging
 
 log = logging.getLogger("sstl.extract")
@@ -41,14 +41,6 @@ _SHARD_NAME = re.compile(r"(\d+)-of-(\d+)$")
 def video_id(rel_path: str) -> str:
     """The manifest id: the source path relative to the video root, without its extension."""
     return str(PurePosixPath(rel_path).with_suffix(""))
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -55,7 +55,8 @@ from sstl.data.synthetic_render import (  # re-exported: the dataset's public na
     render_video,
     sample_appearance,
 )
-from sstl.runtime import log_startup, parse_cfg, setup_logging, write_json
+from sstl.files import write_json
+from sstl.runtime import log_startup, parse_cfg, setup_logging
 
 __all__ = [
     "BACKGROUNDS",

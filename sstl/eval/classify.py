@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sstl.config import ConfigError, EvalConfig, load_section, to_dict
-from sstl.data.clips import ClipDataset, collate, load_manifest
-from sstl.data.extract import sha256_file
-from sstl.eval.features import extract_features
-from sstl.runtime import git_info, log_startup, parse_cfg, resolve_device, setup_logging, write_json
+from sstl.data.clips import load_manifest
+from sstl.eval.videos import split_rows, video_loader
+from sstl.files import sha256_file, write_json
+from sstl.models.features import extract_features
+from sstl.models.weights import load_finetuned
+from sstl.runtime import git_info, log_startup, parse_cfg, resolve_device, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,8 @@ def write_tables(result: dict[str, Any], classes: list[str], per_class: Path, co
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from sstl.train.finetune_model import load_finetuned  # the weights file's format lives there
-
     parser = argparse.ArgumentParser(prog="sstl evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", help="EvalConfig as JSON, or @file.yaml (default: defaults)")
+    parser.add_argument("--cfg", help="the evaluate section as JSON, or @file.yaml")
     parser.add_argument("--manifest", type=Path, required=True, help="dataset manifest.csv")
     parser.add_argument("--store", type=Path, required=True, help="frame store folder")
     parser.add_argument("--weights", type=Path, required=True, help="fine-tuned weights.pt")
@@ -116,30 +115,22 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--confusion", type=Path, required=True, help="confusion matrix CSV")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        cfg = load_section(EvalConfig, parse_cfg(args.cfg))
-    except ConfigError as err:
-        print(f"sstl evaluate: {err}", file=sys.stderr)
-        return 2
+    cfg = load_section(EvalConfig, parse_cfg(args.cfg))
     log_startup("evaluate", to_dict(cfg))
     device = resolve_device(cfg.device)
     model, classes, _ = load_finetuned(args.weights)
-    manifest = load_manifest(args.manifest, split="test")
-    dropped = int((manifest["status"] != "ok").sum())
-    if dropped:
-        log.warning("%d test videos are not usable (status != ok) and are left out", dropped)
-    dataset = ClipDataset(manifest, args.store, "uniform", cfg.clip_len, num_clips=cfg.clips)
-    if max(dataset.labels) >= len(classes):
-        raise SystemExit(
-            f"test labels go up to {max(dataset.labels)} but {args.weights} has "
+    manifest = load_manifest(args.manifest)
+    rows = split_rows(manifest, "test")
+    left_out = int((manifest["split"] == "test").sum()) - len(rows)
+    if rows.empty:
+        raise ConfigError(f"{args.manifest} has no test videos with status ok to evaluate on")
+    if int(rows["label"].max()) >= len(classes):
+        raise ConfigError(
+            f"test labels go up to {int(rows['label'].max())} but {args.weights} has "
             f"{len(classes)} classes: evaluate on the dataset the model was fine-tuned on"
         )
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
+    loader = video_loader(
+        rows, args.store, cfg.clip_len, cfg.clips, cfg.batch_size, cfg.workers, device
     )
     result = evaluate_videos(model.to(device), loader, device, cfg.crop_size)
     write_tables(result, classes, args.per_class, args.confusion)
@@ -150,7 +141,7 @@ def cli(argv: list[str] | None = None) -> int:
             f"{cfg.clips} clips of {cfg.clip_len} frames uniformly spaced per test video, centre "
             f"crop {cfg.crop_size}, mean of the clips' softmax, video-level accuracy"
         ),
-        "videos_left_out": dropped,
+        "videos_left_out": left_out,
         "weights": {"path": str(args.weights), "sha256": sha256_file(args.weights)},
         "git": git_info(),
     }

@@ -12,7 +12,8 @@ top-k accuracy is reported for ``ks`` (:func:`sstl.eval.retrieval.topk_accuracy`
 the peers' protocols: ``protocol: video_mean`` (VCOP: a video's clips averaged) and
 ``center: true`` (CoCLR: gallery mean subtracted, then L2-normalised).
 
-``--cfg`` is ``{"retrieval": RetrievalConfig, "model": ModelConfig (scratch only), "seed": int}``.
+``--cfg`` is a :class:`~sstl.config.RetrieveJob`: ``{"retrieval": {...}, "model": {...} (scratch
+only), "seed": int}``.
 """
 
 from __future__ import annotations
@@ -20,68 +21,36 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from sstl.config import ConfigError, ModelConfig, RetrievalConfig, load_section, to_dict
-from sstl.data.clips import ClipDataset, collate, load_manifest
-from sstl.data.extract import sha256_file
-from sstl.eval.features import extract_features
+from sstl.config import RetrievalConfig, RetrieveJob, load_section, to_dict
+from sstl.data.clips import load_manifest
 from sstl.eval.retrieval import center_normalize, l2_normalize, topk_accuracy, video_mean
-from sstl.models.sstl import SSTLModel, load_weights
-from sstl.runtime import git_info, log_startup, parse_cfg, resolve_device, setup_logging, write_json
+from sstl.eval.videos import split_rows, video_loader
+from sstl.files import write_json
+from sstl.models.features import extract_features
+from sstl.models.weights import build_encoder, require_init
+from sstl.runtime import git_info, log_startup, parse_cfg, resolve_device, setup_logging
 
 log = logging.getLogger(__name__)
 
-SCRATCH = "scratch"
-CFG_KEYS = ("retrieval", "model", "seed")
-
-
-def parse_settings(raw: dict[str, Any]) -> tuple[RetrievalConfig, ModelConfig, int]:
-    """The ``--cfg`` mapping -> (retrieval config, model config for scratch, seed)."""
-    unknown = sorted(set(raw) - set(CFG_KEYS))
-    if unknown:
-        raise ConfigError(
-            f"unknown key {unknown[0]} in the retrieve --cfg; allowed keys: {', '.join(CFG_KEYS)}"
-        )
-    seed = raw.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed = {seed!r} is not allowed: an integer")
-    retrieval = load_section(RetrievalConfig, raw.get("retrieval"), "retrieval")
-    return retrieval, load_section(ModelConfig, raw.get("model"), "model"), seed
-
-
-def build_model(weights: str, model_cfg: ModelConfig, seed: int) -> tuple[SSTLModel, dict]:
-    """The pretrained model (no fine-tuning), or a seeded random one for ``scratch``."""
-    if weights == SCRATCH:
-        torch.manual_seed(seed)
-        return SSTLModel(model_cfg), {"path": SCRATCH, "sha256": None, "seed": seed}
-    model, _, _ = load_weights(weights)
-    return model, {"path": weights, "sha256": sha256_file(weights)}
-
 
 def embed(
-    model: SSTLModel, manifest: Any, store: Path, split: str, cfg: RetrievalConfig, device
+    model: torch.nn.Module, manifest: Any, store: Path, split: str, cfg: RetrievalConfig, device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``split``'s videos -> features ``[N, K, D]`` and labels ``[N]``."""
-    dataset = ClipDataset(
-        manifest[manifest["split"] == split].reset_index(drop=True),
+    """``split``'s videos (status ok) -> features ``[N, K, D]`` and labels ``[N]``."""
+    loader = video_loader(
+        split_rows(manifest, split),
         store,
-        mode="uniform",
-        clip_len=cfg.clip_len,
-        num_clips=cfg.clips,
-    )
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
+        cfg.clip_len,
+        cfg.clips,
+        cfg.batch_size,
+        cfg.workers,
+        device,
     )
     feats, labels, _ = extract_features(model, loader, cfg.layer, device, cfg.crop_size)
     return feats, labels
@@ -126,21 +95,12 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--features-out", type=Path, help="also save the features (.npz)")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        cfg, model_cfg, seed = parse_settings(parse_cfg(args.cfg))
-    except ConfigError as err:
-        print(f"sstl retrieve: {err}", file=sys.stderr)
-        return 2
-    if args.weights != SCRATCH and not Path(args.weights).is_file():
-        print(
-            f"sstl retrieve: --weights {args.weights} is neither a file nor 'scratch'",
-            file=sys.stderr,
-        )
-        return 2
-    settings = {"retrieval": to_dict(cfg), "model": to_dict(model_cfg), "seed": seed}
-    log_startup("retrieve", {**settings, "weights": args.weights})
+    job = load_section(RetrieveJob, parse_cfg(args.cfg))
+    require_init(args.weights)
+    cfg = job.retrieval
+    log_startup("retrieve", {**to_dict(job), "weights": args.weights})
     device = resolve_device(cfg.device)
-    model, weights_info = build_model(args.weights, model_cfg, seed)
+    model, weights_info = build_encoder(args.weights, job.model, job.seed)
     model = model.to(device)
 
     manifest = load_manifest(args.manifest)

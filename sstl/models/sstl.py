@@ -1,34 +1,23 @@
-"""The SSTL model (backbone + projection + playback-rate head), its weights file, the fine-tuner.
-
-Weights file (``runs/pretrain/<exp>/weights.pt``), a plain dict loadable with
-``torch.load(..., weights_only=True)``::
-
-    {"model": SSTLModel state dict, "model_cfg": ModelConfig as dict,
-     "config": the full run config, "meta": {...}}
+"""The networks: the SSTL encoder (backbone + projection + playback-rate head) and the fine-tuner.
 
 State dict keys are always ``backbone.*``, ``projection.*``, ``rate_head.*`` (DDP / compile
-wrappers are removed before saving), so :func:`backbone_state_dict` can hand the conv and batch-norm
-weights to :class:`Finetuner` by name.
+wrappers are removed before saving), so a pretrained backbone reaches :class:`Finetuner` by name.
+Their weights files are :mod:`sstl.models.weights`; the method that trains the encoder is
+:mod:`sstl.method`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from sstl.config import ModelConfig, load_section
+from sstl.config import ModelConfig
 from sstl.models.backbone import build_backbone
 from sstl.models.heads import Classifier, ProjectionHead, RateHead
-from sstl.train.checkpoint import save_atomic
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_KEYS = ("model", "model_cfg", "config", "meta")
 
 
 def _to_input_format(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -62,57 +51,12 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
-def save_weights(
-    path: str | Path, model: nn.Module, cfg_dict: dict[str, Any], meta: dict[str, Any]
-) -> None:
-    """Write the final weights file atomically (``save_atomic``: tmp + fsync + ``os.replace``)."""
-    model = unwrap(model)
-    if not isinstance(model, SSTLModel):
-        raise TypeError(f"save_weights expects an SSTLModel, got {type(model).__name__}")
-    payload = {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "model_cfg": dataclasses.asdict(model.cfg),
-        "config": cfg_dict,
-        "meta": meta,
-    }
-    save_atomic(payload, path)
-
-
-def _read_weights(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist: run `sstl pretrain` first")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    missing = [k for k in WEIGHTS_KEYS if not isinstance(payload, dict) or k not in payload]
-    if missing:
-        raise ValueError(
-            f"{path} is not an SSTL weights file: keys {missing} are missing "
-            f"(expected {list(WEIGHTS_KEYS)}, as written by sstl.models.sstl.save_weights)"
-        )
-    return payload
-
-
-def load_weights(path: str | Path) -> tuple[SSTLModel, dict[str, Any], dict[str, Any]]:
-    """Rebuild the model from a weights file: ``(SSTLModel on CPU, full config dict, meta)``."""
-    payload = _read_weights(path)
-    model = SSTLModel(load_section(ModelConfig, payload["model_cfg"], "model"))
-    model.load_state_dict(payload["model"])  # strict: the file and its own config must agree
-    return model, payload["config"], payload["meta"]
-
-
-def backbone_state_dict(weights_path: str | Path) -> dict[str, torch.Tensor]:
-    """The backbone's conv and batch-norm tensors from a weights file, ``backbone.`` stripped."""
-    state = _read_weights(weights_path)["model"]
-    prefix = "backbone."
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
 class Finetuner(nn.Module):
     """Backbone + dropout/linear classifier: ``[B, 3, T, H, W]`` -> logits ``[B, num_classes]``."""
 
     def __init__(self, cfg: ModelConfig, num_classes: int, dropout: float = 0.5) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.dropout = cfg, dropout
         self.backbone, self.feat_dim = build_backbone(cfg)
         self.classifier = Classifier(self.feat_dim, num_classes, dropout)
 

@@ -34,7 +34,7 @@ cell. The workflow builds it from the config's ``report:`` section (``sstl.pipel
     figure5: {with_temp: sstl, without_temp: sstl_no_temp, dataset: synthetic}
     experiments: {name: description} or [names]  # optional: experiments the config defines
     run: [names]                                 # optional: experiments the config runs
-    config_hash: "..."                           # optional: sstl.pipeline.config_hash
+    config_hash: "..."                           # optional: sstl.files.config_hash
 
 Row keys are those of ``sstl/report/paper.yaml`` (only its ``reproducible`` rows may be mapped);
 every table, figure, ``experiments``, ``run`` and ``config_hash`` key is optional. A row mapped to
@@ -52,6 +52,7 @@ from typing import Any
 
 import pandas as pd
 
+from sstl.files import write_json
 from sstl.report import figures
 from sstl.report.page import report_md
 from sstl.report.provenance import provenance_of
@@ -59,7 +60,7 @@ from sstl.report.runs import learning_is_real, read_metric, shown, summary
 from sstl.report.spec import SpecError, load_spec, validate_figures, validate_spec
 from sstl.report.tables import build_tables
 from sstl.report.writers import write_tables
-from sstl.runtime import log_startup, setup_logging, write_json
+from sstl.runtime import log_startup, setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from sstl.files import sha256_file
 from sstl.report.runs import shown
 from sstl.runtime import git_info
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def provenance_of(config: Path | None, manifests: list[Path], spec: dict) -> dict[str, Any]:
@@ -36,7 +27,7 @@ def config_line(provenance: dict[str, Any]) -> str:
     if cfg.get("path"):
         parts.append(f"config {cfg['path']} sha256 {cfg['sha256']}")
     if cfg.get("hash"):
-        parts.append(f"config hash {cfg['hash']} (sstl.pipeline.config_hash)")
+        parts.append(f"config hash {cfg['hash']} (sstl.files.config_hash)")
     return "; ".join(parts) or "config not given"
 
 

@@ -1,15 +1,13 @@
-"""Resume state on disk: atomic writes, RNG snapshots, the config hash, a metrics log that resumes.
+"""Resume state on disk: reading it, RNG snapshots, what it must match, a metrics log that resumes.
 
 A resume state lives in its own folder (``state/<stage>/<exp>/resume.pt``), never at a workflow's
 declared output: Snakemake deletes the declared outputs of a failed job, and a preempted job is a
-failed job until it is requeued. Writes go to a temporary file in the same folder, are fsynced and
-renamed over the old state, so a crash or ``kill -9`` at any moment leaves either the previous
-state or the new one, never half a file.
+failed job until it is requeued. It is written with :func:`sstl.files.save_atomic`, so a crash or
+``kill -9`` at any moment leaves either the previous state or the new one, never half a file.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,27 +19,6 @@ import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
-
-
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save(obj)`` to ``path`` via tmp file + fsync + ``os.replace`` (same folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    # The rename is durable only once the directory entry is on disk too.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def load_state(path: str | Path) -> dict[str, Any] | None:
@@ -89,18 +66,24 @@ def resume_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_hash(cfg_dict: dict[str, Any]) -> str:
-    """Short sha256 of the config's canonical JSON (key order and tuples vs lists do not matter)."""
-    text = json.dumps(cfg_dict, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def move_aside(path: str | Path, tag: str) -> Path:
     """Rename a state that no longer applies to ``<name>.stale-<tag>``; return the new path."""
     path = Path(path)
     stale = path.with_name(f"{path.name}.stale-{tag}")
     os.replace(path, stale)
     return stale
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON records of a metrics file, skipping a line cut off by a kill; [] when absent."""
+    path = Path(path)
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
 
 
 class MetricsLog:

@@ -28,6 +28,8 @@ import torch.distributed.nn.functional as dist_fn
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
+from sstl.collectives import active
+
 log = logging.getLogger(__name__)
 
 
@@ -137,41 +139,6 @@ def init_distributed(device_pref: str = "auto") -> DistEnv:
     return env
 
 
-def _active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def all_gather_with_grad(t: torch.Tensor) -> torch.Tensor:
-    """``[B, ...]`` on every rank -> ``[world * B, ...]`` in rank order, differentiable.
-
-    The backward sums the gradients of all ranks' copies and returns this rank's slice (SimCLR's
-    GatherLayer; torch's ``all_gather`` autograd function). When every rank computes the same loss
-    from the gathered tensors, DDP's gradient average then equals the one-process gradient.
-    Identity without a process group. All ranks must pass the same shape.
-    """
-    if not _active():
-        return t
-    return torch.cat(dist_fn.all_gather(t.contiguous()), dim=0)
-
-
-def all_reduce_flag(flag: bool, device: torch.device) -> bool:
-    """True on every rank when it is True on any rank (so all ranks stop at the same step)."""
-    if not _active():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def barrier() -> None:
-    if _active():
-        dist.barrier()
-
-
-def is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
@@ -191,7 +158,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, ...]`` -> same shape, normalised per channel over the global batch."""
-        if not (self.training and _active()):
+        if not (self.training and active()):
             return super().forward(x)
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)

@@ -29,13 +29,14 @@ from types import FrameType, TracebackType
 
 import torch
 
-from sstl.train.distributed import all_reduce_flag
+from sstl.collectives import all_reduce_flag
+from sstl.runtime import STOP_SIGNALS, early_stop_signals
 
 log = logging.getLogger(__name__)
 
 EXIT_REQUEUE = 75  # EX_TEMPFAIL: "try again later"; the workflow treats it as a requeue
 
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = STOP_SIGNALS
 
 
 class Preemption:
@@ -57,6 +58,9 @@ class Preemption:
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
+            if early_stop_signals:  # came during start-up (sstl.runtime.catch_stop_signals)
+                self.requested, self.signum = True, early_stop_signals[-1]
+                early_stop_signals.clear()
         else:
             log.warning("not in the main thread: preemption signals are not handled")
         return self

@@ -14,11 +14,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sstl.augment.spatial import KINETICS_MEAN, KINETICS_STD
-from sstl.config import EvalConfig, FinetuneConfig, ModelConfig
+from sstl.config import EvalConfig, FinetuneConfig, ModelConfig, to_dict
 from sstl.data.clips import ClipDataset, collate, load_manifest
 from sstl.eval.classify import evaluate_videos, video_metrics
 from sstl.models.sstl import Finetuner
-from sstl.train.finetune_model import save_finetuned
+from sstl.models.weights import save_finetuned
 
 C = 6  # classes: top-5 leaves one out
 
@@ -108,7 +108,7 @@ def finetuned(tiny_data, h, tmp_path_factory):
     torch.manual_seed(7)
     model = Finetuner(ModelConfig(**h.tiny_model), num_classes=4, dropout=0.5)
     path = tmp_path_factory.mktemp("ft") / "weights.pt"
-    save_finetuned(path, model, tiny_data.classes, FinetuneConfig(), {"note": "test"})
+    save_finetuned(path, model, tiny_data.classes, to_dict(FinetuneConfig()), {"note": "test"})
     return model, path
 
 
@@ -173,11 +173,12 @@ def test_evaluate_cli_writes_metrics_and_tables(tiny_data, finetuned, h, tmp_pat
 
 
 def test_evaluate_cli_rejects_bad_config(tiny_data, finetuned, capsys, tmp_path):
-    from sstl.eval.classify import cli
+    from sstl.cli import main
 
     _, weights = finetuned
-    code = cli(
+    code = main(
         [
+            "evaluate",
             "--cfg",
             '{"clipz": 5}',
             "--manifest",

@@ -333,20 +333,6 @@ def test_retrieval_sets_clip_and_video_mean_protocols():
     assert np.allclose(q, ref_q) and np.allclose(g, ref_g)
 
 
-def test_scratch_model_is_seeded(h):
-    from sstl.config import ModelConfig
-    from sstl.eval.retrieve import build_model
-
-    cfg = ModelConfig(**h.tiny_model)
-    a, info = build_model("scratch", cfg, seed=3)
-    b, _ = build_model("scratch", cfg, seed=3)
-    c, _ = build_model("scratch", cfg, seed=4)
-    key = "backbone.stem.0.weight"
-    assert info == {"path": "scratch", "sha256": None, "seed": 3}
-    assert torch.equal(a.state_dict()[key], b.state_dict()[key])
-    assert not torch.equal(a.state_dict()[key], c.state_dict()[key])
-
-
 def _retrieve(h, data, weights, retrieval, out):
     cfg = {
         "retrieval": {
@@ -432,11 +418,12 @@ def test_retrieve_cli_weights_backbone_video_mean_center(
 
 
 def test_retrieve_cli_rejects_unknown_settings(tiny_data, capsys, tmp_path):
-    from sstl.eval.retrieve import cli
+    from sstl.cli import main
 
     for bad, name in (('{"retrieval": {"layr": "x"}}', "layr"), ('{"sed": 1}', "sed")):
-        code = cli(
+        code = main(
             [
+                "retrieve",
                 "--cfg",
                 bad,
                 "--manifest",

@@ -1,4 +1,4 @@
-"""The SSTL model, its heads, the weights file, and loading a backbone for fine-tuning."""
+"""The SSTL encoder, its heads, and the fine-tuner's backbone loading."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from sstl.config import ModelConfig
 from sstl.models.heads import Classifier, ProjectionHead, RateHead
-from sstl.models.sstl import Finetuner, SSTLModel, backbone_state_dict, load_weights, save_weights
+from sstl.models.sstl import Finetuner, SSTLModel
 
 TINY = ModelConfig(arch="r3d_tiny", width=4, proj_hidden=16, proj_dim=8)
 
@@ -40,45 +40,6 @@ def test_forward_outputs() -> None:
     assert all(
         k.split(".")[0] in {"backbone", "projection", "rate_head"} for k in model.state_dict()
     )
-
-
-def test_weights_round_trip(tmp_path) -> None:
-    model = SSTLModel(dataclasses.replace(TINY, stem_pool=True)).eval()
-    path = tmp_path / "run" / "weights.pt"
-    config = {"model": dataclasses.asdict(model.cfg), "loss": {"temperature": 0.1}}
-    save_weights(path, nn.DataParallel(model), config, {"epoch": 3, "git": "abc"})
-    assert [p.name for p in path.parent.iterdir()] == ["weights.pt"]  # no temp file left behind
-    raw = torch.load(path, weights_only=True)
-    assert set(raw) == {"model", "model_cfg", "config", "meta"}
-    assert all(k.startswith(("backbone.", "projection.", "rate_head.")) for k in raw["model"])
-    loaded, cfg_dict, meta = load_weights(path)
-    assert loaded.cfg == model.cfg
-    assert cfg_dict == config and meta == {"epoch": 3, "git": "abc"}
-    x = _clip()
-    with torch.no_grad():
-        a, b = model(x), loaded.eval()(x)
-    assert torch.equal(a["proj"], b["proj"]) and torch.equal(a["rate"], b["rate"])
-
-
-def test_load_weights_rejects_other_files(tmp_path) -> None:
-    torch.save({"state_dict": {}}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not an SSTL weights file"):
-        load_weights(tmp_path / "other.pt")
-    with pytest.raises(FileNotFoundError, match="sstl pretrain"):
-        load_weights(tmp_path / "missing.pt")
-
-
-def test_finetuner_loads_every_backbone_weight(tmp_path) -> None:
-    pretrained = SSTLModel(TINY)
-    save_weights(tmp_path / "w.pt", pretrained, {}, {})
-    state = backbone_state_dict(tmp_path / "w.pt")
-    assert state and not any(k.startswith("backbone.") for k in state)
-    tuner = Finetuner(TINY, num_classes=5, dropout=0.5)
-    missing, unexpected = tuner.load_backbone(state)
-    assert missing == [] and unexpected == []
-    for key, value in pretrained.backbone.state_dict().items():
-        assert torch.equal(tuner.backbone.state_dict()[key], value), key
-    assert tuner(_clip(3)).shape == (3, 5)
 
 
 def test_finetuner_r3d_18_matches_pretrained_names() -> None:

@@ -11,7 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from sstl.train.distributed import all_gather_with_grad, convert_sync_batchnorm
+from sstl.collectives import all_gather_with_grad
+from sstl.train.distributed import convert_sync_batchnorm
 
 
 def main(rank: int, port: int, out: str) -> None:

@@ -1,8 +1,6 @@
-"""A tiny real dataset for the training tests: synthetic videos -> frame store -> manifest.
-
-Built once per session in a temp dir with the pipeline's own functions (PyAV decoding, h264 store):
-4 classes x 4 training videos of 24 frames at 32x32, stored at short side 32.
-"""
+"""Helpers for the training tests: small configs and child-process runs of ``sstl pretrain`` /
+``sstl finetune`` on the shared tiny store (``tiny_data`` in tests/conftest.py: pretraining reads
+its 16 train videos, fine-tuning trains on them and validates on its 8 test videos)."""
 
 from __future__ import annotations
 
@@ -10,45 +8,13 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from sstl.config import StoreConfig, SyntheticConfig
-from sstl.data.extract import extract_shard, merge_manifest, split_entries
-from sstl.data.synthetic import generate
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class TinyData:
-    manifest: Path
-    store: Path
-    train_videos: int
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
-    root = tmp_path_factory.mktemp("tiny")
-    cfg = SyntheticConfig(classes=4, train_per_class=4, test_per_class=1, frames=24, size=32)
-    generate(root / "source", cfg, progress=False)
-    entries = split_entries("synthetic", root / "source" / "splits")
-    shard_csv = root / "shards" / "0-of-1.csv"
-    extract_shard(
-        entries,
-        root / "source" / "videos",
-        root / "store",
-        StoreConfig(short_side=32, gop=8),
-        (0, 1),
-        shard_csv,
-        progress=False,
-    )
-    merge_manifest([shard_csv], root / "manifest.csv")
-    return TinyData(root / "manifest.csv", root / "store", 4 * cfg.train_per_class)
 
 
 def tiny_cfg(**overrides: Any) -> dict[str, Any]:
@@ -76,7 +42,45 @@ def tiny_cfg(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def pretrain_argv(data: TinyData, out_dir: Path, cfg: dict[str, Any]) -> list[str]:
+FINETUNE_MODEL = {"arch": "r3d_tiny", "width": 4, "proj_hidden": 16, "proj_dim": 8}  # TINY_MODEL
+
+
+def finetune_cfg(**overrides: Any) -> dict[str, Any]:
+    """A FinetuneConfig mapping small enough for a 2-core CPU (~0.1 s a step)."""
+    cfg: dict[str, Any] = {
+        "model": dict(FINETUNE_MODEL),
+        "spatial": {"crop_size": 28, "scale": [0.5, 1.0], "blur_sigma": [0.1, 1.0]},
+        "clip_len": 8,
+        "optim": {"epochs": 2, "batch_size": 4, "lr": 0.02, "ref_batch": 4},
+        "run": {"device": "cpu", "workers": 0, "log_every": 1, "deterministic": True},
+        "dropout": 0.2,
+    }
+    for section, values in overrides.items():
+        cfg[section] = {**cfg[section], **values} if isinstance(values, dict) else values
+    return cfg
+
+
+def finetune_argv(data: Any, out_dir: Path, cfg: dict[str, Any], init: str) -> list[str]:
+    """``sstl finetune`` arguments writing everything under ``out_dir``."""
+    return [
+        "--cfg",
+        json.dumps(cfg),
+        "--manifest",
+        str(data.manifest),
+        "--store",
+        str(data.store),
+        "--init",
+        str(init),
+        "--out",
+        str(out_dir / "weights.pt"),
+        "--state-dir",
+        str(out_dir / "state"),
+        "--metrics",
+        str(out_dir / "metrics.jsonl"),
+    ]
+
+
+def pretrain_argv(data: Any, out_dir: Path, cfg: dict[str, Any]) -> list[str]:
     """``sstl pretrain`` arguments writing everything under ``out_dir``."""
     return [
         "--cfg",
@@ -109,17 +113,22 @@ def sstl_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "sstl.cli", *args]
 
 
-def run_pretrain(
-    data: TinyData, out_dir: Path, cfg: dict[str, Any], timeout: float = 120
-) -> subprocess.CompletedProcess:
+def run_sstl(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``sstl <args>`` in a child process from the repository root."""
     return subprocess.run(
-        sstl_command("pretrain", *pretrain_argv(data, out_dir, cfg)),
+        sstl_command(*args),
         cwd=REPO,
         env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def run_pretrain(
+    data: Any, out_dir: Path, cfg: dict[str, Any], timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return run_sstl("pretrain", *pretrain_argv(data, out_dir, cfg), timeout=timeout)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -132,6 +141,9 @@ def helpers() -> SimpleNamespace:
     return SimpleNamespace(
         REPO=REPO,
         tiny_cfg=tiny_cfg,
+        finetune_cfg=finetune_cfg,
+        finetune_argv=finetune_argv,
+        run_sstl=run_sstl,
         pretrain_argv=pretrain_argv,
         subprocess_env=subprocess_env,
         sstl_command=sstl_command,

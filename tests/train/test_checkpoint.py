@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sstl.train.checkpoint import (
-    MetricsLog,
-    capture_rng,
-    config_hash,
-    load_state,
-    move_aside,
-    restore_rng,
-    save_atomic,
-)
+from sstl.files import config_hash, save_atomic
+from sstl.train.checkpoint import MetricsLog, capture_rng, load_state, move_aside, restore_rng
 
 
 def test_save_atomic_roundtrip_leaves_no_tmp(tmp_path):

@@ -89,11 +89,40 @@ def test_params_name_existing_config_keys(stages, configs):
             assert list(entry) == [CONFIGFILE], f"{name}: params read {list(entry)}"
             missing = [k for k in entry[CONFIGFILE] if not _lookup(configs["config"], k)]
             assert not missing, f"{name}: params name keys absent from {CONFIGFILE}: {missing}"
-    # the training stages depend on their config sections
+    # the training stages depend on the leaf keys of their sections
     assert any(name.startswith("pretrain-") for name in stages)
-    for name, stage in stages.items():
-        if name.split("-", 1)[0] in ("pretrain", "finetune", "retrieve", "analyse", "evaluate"):
-            assert "experiments" in stage["params"][0][CONFIGFILE], name
+    pretrain = stages["pretrain-sstl"]["params"][0][CONFIGFILE]
+    assert (
+        "pretrain.optim.lr" in pretrain
+        and "seed" in pretrain
+        and "finetune.dropout" not in pretrain
+    )
+
+
+def test_a_change_to_one_experiment_touches_only_its_stages(stages):
+    """Params are leaf keys: an experiment's override is a param of that experiment's stages
+    only, never of another experiment's, and no stage depends on a whole section."""
+    by_stage = {
+        name: set(s.get("params", [{}])[0].get(CONFIGFILE, [])) for name, s in stages.items()
+    }
+    key = "experiments.sstl_no_temp.pretrain.temporal.buffer"  # set in config/config.yaml
+    touched = sorted(name for name, keys in by_stage.items() if key in keys)
+    assert touched == ["pretrain-sstl_no_temp"]
+    shared = "pretrain.temporal.buffer"  # a base setting: every experiment that pretrains
+    assert {n for n, keys in by_stage.items() if shared in keys} == {
+        "pretrain-sstl",
+        "pretrain-sstl_no_temp",
+    }
+    for name, keys in by_stage.items():
+        assert not keys & {"experiments", "pretrain", "finetune", "retrieval", "analysis"}, name
+        others = {k for k in keys if k.startswith("experiments.") and "description" not in k}
+        rule, *wildcards = name.split("-")
+        exp = (
+            wildcards[0]
+            if rule in ("pretrain", "finetune", "evaluate", "retrieve", "analyse")
+            else None
+        )
+        assert all(k.split(".")[1] == exp for k in others), (name, others)
 
 
 def test_deps_exist_or_are_produced(stages):
@@ -111,10 +140,12 @@ def test_code_deps_follow_the_imports():
     # the command's module, what it imports at any depth (function-level imports too), the
     # packages' __init__ files on the way, and the data files it reads
     pretrain = dvcgen.rule_code_deps("pretrain")
-    for f in ("sstl/train/pretrain.py", "sstl/train/step.py", "sstl/memory.py", "sstl/losses.py"):
+    for f in ("sstl/train/pretrain.py", "sstl/method.py", "sstl/memory.py", "sstl/losses.py"):
         assert f in pretrain, f
     assert "sstl/train/__init__.py" in pretrain and "sstl/__init__.py" in pretrain
     assert "sstl/eval/retrieval.py" in dvcgen.rule_code_deps("retrieve")
+    for rule in ("retrieve", "analyse", "evaluate"):  # evaluation never runs training code
+        assert not any(f.startswith("sstl/train/") for f in dvcgen.rule_code_deps(rule)), rule
     report = dvcgen.rule_code_deps("report")
     assert "sstl/report/paper.yaml" in report and "sstl/report/notes.md" in report
     assert not any(f.startswith(("sstl/train/", "sstl/models/")) for f in report)

@@ -88,7 +88,7 @@ def test_paper_overrides_reach_each_stage(configs):
     # retrieval and analysis embed the experiment's pretraining model
     assert P.stage_config(cfg, "retrieve", "f4_b512_d1024")["model"]["proj_dim"] == 1024
     t4 = P.stage_config(cfg, "analyse", "t4_r3")
-    assert t4["temporal"]["buffer"] == 8 and t4["model"]["speed_head"] is False
+    assert t4["rate_range"] == [1.0, 1.25] and t4["model"]["speed_head"] is False
 
 
 @pytest.mark.parametrize("name", ["config", "tiny", "paper"])
@@ -141,12 +141,8 @@ def test_every_stage_config_loads_into_its_dataclass(configs, name):
         if not P.is_scratch(cfg, exp):
             C.load_section(C.PretrainConfig, P.stage_config(cfg, "pretrain", exp), "pretrain")
         C.load_section(C.FinetuneConfig, P.stage_config(cfg, "finetune", exp), "finetune")
-        rt = P.stage_config(cfg, "retrieve", exp)
-        C.load_section(C.RetrievalConfig, rt["retrieval"], "retrieval")
-        C.load_section(C.ModelConfig, rt["model"], "model")
-        an = P.stage_config(cfg, "analyse", exp)
-        C.load_section(C.AnalysisConfig, an["analysis"], "analysis")
-        C.load_section(C.TemporalConfig, an["temporal"], "temporal")
+        C.load_section(C.RetrieveJob, P.stage_config(cfg, "retrieve", exp))
+        C.load_section(C.AnalyseJob, P.stage_config(cfg, "analyse", exp))
 
 
 def test_unknown_stage():

@@ -70,6 +70,19 @@ def pretrain_dataset(wc):
     return P.stage_config(config, "pretrain", wc.exp)["dataset"]
 
 
+def store_of(dataset):
+    """The frame store of a dataset: one folder per extraction shard (declared inputs)."""
+    return expand("data/{dataset}/store/{shard}", dataset=dataset, shard=SHARDS)
+
+
+def dataset_store(wc):
+    return store_of(wc.dataset)
+
+
+def pretrain_store(wc):
+    return store_of(pretrain_dataset(wc))
+
+
 def pretrained_weights(wc):
     if P.is_scratch(config, wc.exp):
         return []

@@ -5,6 +5,7 @@
 rule finetune:
     input:
         manifest="data/{dataset}/manifest.csv",
+        store=dataset_store,
         weights=pretrained_weights,
     output:
         weights="runs/finetune/{exp}/{dataset}/weights.pt",
@@ -30,6 +31,7 @@ rule finetune:
 rule evaluate:
     input:
         manifest="data/{dataset}/manifest.csv",
+        store=dataset_store,
         weights="runs/finetune/{exp}/{dataset}/weights.pt",
     output:
         metrics="runs/finetune/{exp}/{dataset}/metrics.json",

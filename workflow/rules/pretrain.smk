@@ -4,6 +4,7 @@
 rule pretrain:
     input:
         manifest=lambda wc: f"data/{pretrain_dataset(wc)}/manifest.csv",
+        store=pretrain_store,
     output:
         weights="runs/pretrain/{exp}/weights.pt",
     log:

@@ -5,6 +5,7 @@
 rule retrieve:
     input:
         manifest="data/{dataset}/manifest.csv",
+        store=dataset_store,
         weights=pretrained_weights,
     output:
         metrics="runs/retrieval/{exp}/{dataset}/metrics.json",
@@ -29,6 +30,7 @@ rule retrieve:
 rule analyse:
     input:
         manifest="data/{dataset}/manifest.csv",
+        store=dataset_store,
         weights=pretrained_weights,
     output:
         similarity="runs/analysis/{exp}/{dataset}/similarity.json",
@@ -45,4 +47,5 @@ rule analyse:
     shell:
         "sstl analyse --cfg {params.cfg} --manifest {input.manifest}"
         " --store data/{wildcards.dataset}/store --weights {params.init}"
+        " --experiment {wildcards.exp} --dataset {wildcards.dataset}"
         " --out {output.similarity} > {log} 2>&1"

@@ -9,28 +9,30 @@ from torch.utils.data import DataLoader
 from sstl.augment.spatial import center_crop_normalize
 from sstl.config import ModelConfig
 from sstl.data.clips import ClipDataset, collate, load_manifest
-from sstl.eval.features import extract_features
+from sstl.models.features import extract_features
 from sstl.models.sstl import Finetuner, SSTLModel
 
 K = 3
+CLIP_LEN, CROP = 8, 28
+TINY_MODEL = {"arch": "r3d_tiny", "width": 4, "proj_hidden": 16, "proj_dim": 8}
 
 
 @pytest.fixture(scope="module")
-def test_loader(tiny_data, h):
+def test_loader(tiny_data):
     manifest = load_manifest(tiny_data.manifest, split="test")
-    dataset = ClipDataset(manifest, tiny_data.store, "uniform", h.clip_len, num_clips=K)
+    dataset = ClipDataset(manifest, tiny_data.store, "uniform", CLIP_LEN, num_clips=K)
     return DataLoader(dataset, batch_size=3, collate_fn=collate)  # 8 videos: last batch of 2
 
 
 @pytest.fixture(scope="module")
-def model(h):
+def model():
     torch.manual_seed(0)
-    return SSTLModel(ModelConfig(**h.tiny_model))
+    return SSTLModel(ModelConfig(**TINY_MODEL))
 
 
 @pytest.mark.parametrize(("layer", "dim"), [("projection", 8), ("backbone", 32)])
-def test_shapes_labels_and_order(test_loader, tiny_data, model, h, layer, dim):
-    feats, labels, index = extract_features(model, test_loader, layer, "cpu", h.crop)
+def test_shapes_labels_and_order(test_loader, tiny_data, model, layer, dim):
+    feats, labels, index = extract_features(model, test_loader, layer, "cpu", CROP)
     n = tiny_data.test_videos
     assert feats.shape == (n, K, dim) and feats.dtype == torch.float32
     assert labels.tolist() == test_loader.dataset.labels
@@ -39,36 +41,36 @@ def test_shapes_labels_and_order(test_loader, tiny_data, model, h, layer, dim):
     assert not torch.allclose(feats[:, 0], feats[:, 2])  # different clips, different features
 
 
-def test_matches_a_manual_forward_of_one_clip(test_loader, model, h):
+def test_matches_a_manual_forward_of_one_clip(test_loader, model):
     model.train()  # extraction must switch to eval mode (batch-norm statistics) and back
-    feats, _, _ = extract_features(model, test_loader, "projection", "cpu", h.crop)
+    feats, _, _ = extract_features(model, test_loader, "projection", "cpu", CROP)
     assert model.training
     sample = test_loader.dataset[5]  # video 5, all K clips [K, T, H, W, 3]
     model.eval()
     with torch.no_grad():
-        x = center_crop_normalize(sample["frames"], h.crop)  # [K, 3, T, S, S]
-        assert x.shape == (K, 3, h.clip_len, h.crop, h.crop)
+        x = center_crop_normalize(sample["frames"], CROP)  # [K, 3, T, S, S]
+        assert x.shape == (K, 3, CLIP_LEN, CROP, CROP)
         expected = model(x)["proj"]
     model.train()
     assert torch.allclose(feats[5], expected, atol=1e-5)
 
 
-def test_logits_of_a_finetuner(test_loader, tiny_data, h):
+def test_logits_of_a_finetuner(test_loader, tiny_data):
     torch.manual_seed(1)
-    clf = Finetuner(ModelConfig(**h.tiny_model), num_classes=4, dropout=0.5)
-    a, _, _ = extract_features(clf, test_loader, "logits", "cpu", h.crop)
-    b, _, _ = extract_features(clf, test_loader, "logits", "cpu", h.crop)
+    clf = Finetuner(ModelConfig(**TINY_MODEL), num_classes=4, dropout=0.5)
+    a, _, _ = extract_features(clf, test_loader, "logits", "cpu", CROP)
+    b, _, _ = extract_features(clf, test_loader, "logits", "cpu", CROP)
     assert a.shape == (tiny_data.test_videos, K, 4)
     assert torch.equal(a, b)  # eval mode: dropout is off
-    feats, _, _ = extract_features(clf, test_loader, "backbone", "cpu", h.crop)
+    feats, _, _ = extract_features(clf, test_loader, "backbone", "cpu", CROP)
     assert feats.shape == (tiny_data.test_videos, K, 32)
 
 
-def test_wrong_layer_or_input_is_an_error(test_loader, model, h):
+def test_wrong_layer_or_input_is_an_error(test_loader, model):
     with pytest.raises(TypeError, match="logits"):
-        extract_features(model, test_loader, "logits", "cpu", h.crop)
+        extract_features(model, test_loader, "logits", "cpu", CROP)
     with pytest.raises(ValueError, match="layer"):
-        extract_features(model, test_loader, "fc7", "cpu", h.crop)
+        extract_features(model, test_loader, "fc7", "cpu", CROP)
     window = [
         {
             "frames": torch.zeros(2, 8, 32, 32, 3, dtype=torch.uint8),
@@ -77,4 +79,4 @@ def test_wrong_layer_or_input_is_an_error(test_loader, model, h):
         }
     ]
     with pytest.raises(ValueError, match=r"\[B, K, T, H, W, 3\]"):
-        extract_features(model, window, "projection", "cpu", h.crop)
+        extract_features(model, window, "projection", "cpu", CROP)

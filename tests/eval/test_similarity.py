@@ -2,64 +2,75 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
+from sstl.config import AnalyseJob, load_section, to_dict
 from sstl.data.clips import uniform_clips
 from sstl.eval import similarity as S
 from sstl.eval import similarity_stats as stats
+from sstl.eval.similarity_stats import (
+    distance_curve,
+    intra_inter,
+    n_drop_for,
+    paired_cosine,
+    relative_centres,
+    strength_curve,
+    summarize,
+)
 
 
 def test_paired_cosine_identical_orthogonal_opposite():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(5, 8))
-    assert np.allclose(S.paired_cosine(a, a), 1.0)
-    assert np.allclose(S.paired_cosine(a, 3.5 * a), 1.0)  # scale-free
-    assert np.allclose(S.paired_cosine(a, -a), -1.0)
+    assert np.allclose(paired_cosine(a, a), 1.0)
+    assert np.allclose(paired_cosine(a, 3.5 * a), 1.0)  # scale-free
+    assert np.allclose(paired_cosine(a, -a), -1.0)
     e = np.eye(4)
-    assert np.allclose(S.paired_cosine(e, np.roll(e, 1, axis=0)), 0.0)
+    assert np.allclose(paired_cosine(e, np.roll(e, 1, axis=0)), 0.0)
     with pytest.raises(ValueError, match=r"\[N, D\]"):
-        S.paired_cosine(a, a[:3])
+        paired_cosine(a, a[:3])
 
 
 def test_summarize():
-    s = S.summarize([1.0, 2.0, 3.0, 4.0])
+    s = summarize([1.0, 2.0, 3.0, 4.0])
     assert s["mean"] == 2.5 and s["n"] == 4
     assert s["std"] == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
     assert s["sem"] == pytest.approx(s["std"] / 2)
-    assert S.summarize([7.0]) == {"mean": 7.0, "std": None, "sem": None, "n": 1}
-    assert S.summarize([])["mean"] is None
+    assert summarize([7.0]) == {"mean": 7.0, "std": None, "sem": None, "n": 1}
+    assert summarize([])["mean"] is None
 
 
 def test_strength_curve_and_n_drop():
-    curve = S.strength_curve({12: [0.5, 0.7], 0: [1.0, 1.0], 4: [0.9, 0.8]})
+    curve = strength_curve({12: [0.5, 0.7], 0: [1.0, 1.0], 4: [0.9, 0.8]})
     assert curve["strengths"] == [0, 4, 12]
     assert curve["n_drop"] == [0, 1, 4]  # e = 12 drops 4, the paper's default
     assert curve["mean"] == pytest.approx([1.0, 0.85, 0.6])
     assert curve["std"][0] == 0.0 and curve["n"] == [2, 2, 2]
     with pytest.raises(ValueError, match="strength -1"):
-        S.n_drop_for(-1)
+        n_drop_for(-1)
 
 
 def test_intra_inter_identical_within_orthogonal_across():
     # 4 videos, 3 identical clips each, videos mutually orthogonal
     feats = np.repeat(np.eye(4)[:, None, :] * 2.0, 3, axis=1)  # [V=4, K=3, D=4]
-    out = S.intra_inter(feats, np.random.default_rng(0))
+    out = intra_inter(feats, np.random.default_rng(0))
     assert out["intra"]["mean"] == pytest.approx(1.0) and out["intra"]["n"] == 4 * 3
     assert out["inter"]["mean"] == pytest.approx(0.0) and out["inter"]["n"] == 66 - 12
     assert len(out["intra"]["samples"]) == 12
-    capped = S.intra_inter(feats, np.random.default_rng(0), cap=5)
+    capped = intra_inter(feats, np.random.default_rng(0), cap=5)
     assert len(capped["inter"]["samples"]) == 5 and capped["inter"]["n"] == 54
     with pytest.raises(ValueError, match="V>=2, K>=2"):
-        S.intra_inter(feats[:1], np.random.default_rng(0))
+        intra_inter(feats[:1], np.random.default_rng(0))
 
 
 def test_intra_inter_sampled_pairs(monkeypatch):
     monkeypatch.setattr(stats, "MAX_INTER_FULL", 4)  # force the sampling branch on a small input
     feats = np.repeat(np.eye(5)[:, None, :], 2, axis=1)
-    out = S.intra_inter(feats, np.random.default_rng(1), max_pairs=1000)
+    out = intra_inter(feats, np.random.default_rng(1), max_pairs=1000)
     assert out["inter"]["mean"] == pytest.approx(0.0)
     assert 700 < out["inter"]["n"] < 1000  # same-video draws are discarded
     assert out["intra"]["mean"] == pytest.approx(1.0)
@@ -67,10 +78,10 @@ def test_intra_inter_sampled_pairs(monkeypatch):
 
 def test_relative_centres():
     clips = uniform_clips(48, 16, 5)
-    centres = S.relative_centres(clips, 48)
+    centres = relative_centres(clips, 48)
     assert centres[0] == pytest.approx(7.5 / 48) and centres[-1] == pytest.approx(39.5 / 48)
     assert np.allclose(np.diff(centres), 8 / 48)  # uniformly spaced
-    short = S.relative_centres(uniform_clips(10, 16, 3), 10)  # last frame repeated
+    short = relative_centres(uniform_clips(10, 16, 3), 10)  # last frame repeated
     assert np.allclose(short, 4.5 / 10)
 
 
@@ -82,7 +93,7 @@ def angle_features(positions: np.ndarray) -> np.ndarray:
 
 def test_distance_curve_binning():
     positions = np.tile([0.0, 0.2, 0.4, 0.6, 0.8], (5, 1))  # [V=5, K=5]
-    curve = S.distance_curve(angle_features(positions), positions, bins=4)
+    curve = distance_curve(angle_features(positions), positions, bins=4)
     assert curve["edges"] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
     assert curve["count"] == [20, 15, 10, 5]  # 4, 3, 2, 1 pairs per video at distance .2...8
     assert curve["distance"] == pytest.approx([0.2, 0.4, 0.6, 0.8])
@@ -95,7 +106,7 @@ def test_distance_curve_confidence_interval_and_empty_bins():
     rng = np.random.default_rng(0)
     positions = np.tile([0.0, 0.1, 0.9], (200, 1))  # distances 0.1, 0.8, 0.9: bins 3-6 empty
     feats = angle_features(positions) + 0.2 * rng.normal(size=(200, 3, 2))
-    curve = S.distance_curve(feats, positions, bins=9)
+    curve = distance_curve(feats, positions, bins=9)
     assert curve["count"][0] == 200 and curve["count"][3] == 0
     assert curve["mean"][3] is None and curve["low"][3] is None and curve["distance"][3] is None
     m, sem = curve["mean"][0], curve["sem"][0]
@@ -103,10 +114,10 @@ def test_distance_curve_confidence_interval_and_empty_bins():
     assert curve["high"][0] == pytest.approx(m + 1.96 * sem)
     assert 0 < sem < 0.05
     assert curve["mean"][0] > curve["mean"][-1]  # near clips are more alike than far ones
-    small = S.distance_curve(feats[:20], positions[:20], bins=9)
+    small = distance_curve(feats[:20], positions[:20], bins=9)
     assert small["high"][0] - small["low"][0] > curve["high"][0] - curve["low"][0]
     with pytest.raises(ValueError, match="positions"):
-        S.distance_curve(feats, positions[:, :2])
+        distance_curve(feats, positions[:, :2])
 
 
 @pytest.fixture(scope="module")
@@ -155,15 +166,14 @@ CFG = {
         "device": "cpu",
     },
     "model": {"arch": "r3d_tiny", "width": 4, "proj_hidden": 16, "proj_dim": 8},
-    "temporal": {"rate_range": [1.0, 1.25]},
+    "rate_range": [1.0, 1.25],
     "seed": 0,
 }
+JOB = load_section(AnalyseJob, CFG)
 
 
 def test_analyse_cli_end_to_end(tiny_store):
     """``sstl analyse`` (its CLI function, in process) on real stored videos, scratch model."""
-    import json
-
     out = tiny_store / "runs/analysis/scratch/tiny/similarity.json"
     argv = [
         "--cfg",
@@ -174,6 +184,10 @@ def test_analyse_cli_end_to_end(tiny_store):
         str(tiny_store / "store"),
         "--weights",
         "scratch",
+        "--experiment",
+        "scratch",
+        "--dataset",
+        "tiny",
         "--out",
         str(out),
     ]
@@ -181,7 +195,7 @@ def test_analyse_cli_end_to_end(tiny_store):
     result = json.loads(out.read_text())
     assert result["experiment"] == "scratch" and result["dataset"] == "tiny"
     assert result["num_videos"] == 5 and result["weights_sha256"] is None
-    assert result["config"] == CFG and "sha" in result["git"]
+    assert result["config"] == json.loads(json.dumps(to_dict(JOB))) and "sha" in result["git"]
     f1 = result["figure1"]
     assert f1["strengths"] == [0, 6] and f1["n_drop"] == [0, 2] and f1["n"] == [5, 5]
     assert f1["mean"][0] == pytest.approx(1.0, abs=1e-5)  # e = 0: both views are the same frames
@@ -190,7 +204,7 @@ def test_analyse_cli_end_to_end(tiny_store):
     assert f2["intra"]["n"] == 5 * 3 and f2["inter"]["n"] == (15 * 14) // 2 - 15
     assert sum(f2["distance"]["count"]) == 15
     # same seed, same numbers
-    again = S.analyse(CFG, str(tiny_store / "manifest.csv"), str(tiny_store / "store"), "scratch")
+    again = S.analyse(JOB, tiny_store / "manifest.csv", tiny_store / "store", "scratch")
     assert again["figure2"]["intra"]["samples"] == pytest.approx(f2["intra"]["samples"])
     assert again["figure1"]["mean"] == pytest.approx(f1["mean"])
 
@@ -198,15 +212,26 @@ def test_analyse_cli_end_to_end(tiny_store):
 def test_analyse_with_weights_file(tiny_store, tmp_path):
     import hashlib
 
-    from sstl.config import ModelConfig, load_section
-    from sstl.models.sstl import SSTLModel, save_weights
+    from sstl.models.sstl import SSTLModel
+    from sstl.models.weights import save_pretrained
 
     weights = tmp_path / "weights.pt"
-    save_weights(weights, SSTLModel(load_section(ModelConfig, CFG["model"])), CFG, {})
-    result = S.analyse(
-        CFG, str(tiny_store / "manifest.csv"), str(tiny_store / "store"), str(weights)
-    )
+    save_pretrained(weights, SSTLModel(JOB.model), CFG, {})
+    result = S.analyse(JOB, tiny_store / "manifest.csv", tiny_store / "store", str(weights))
     assert result["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert len(result["figure2"]["intra"]["samples"]) == 15
-    with pytest.raises(SystemExit, match="unknown key 'analyse'"):
-        S.analyse({"analyse": {}}, str(tiny_store / "manifest.csv"), "x", "scratch")
+
+
+def test_analyse_settings_are_checked_before_any_work(tiny_store, tmp_path, capsys):
+    from sstl.cli import main
+
+    base = ["--manifest", str(tiny_store / "manifest.csv"), "--store", str(tiny_store / "store")]
+    base += ["--experiment", "x", "--dataset", "tiny", "--out", str(tmp_path / "s.json")]
+    for cfg, weights, message in (
+        ({"analyse": {}}, "scratch", "unknown key analyse"),
+        ({"analysis": {"videos": 1}}, "scratch", "analysis.videos = 1 is not allowed"),
+        (CFG, str(tmp_path / "none.pt"), "is neither a pretraining weights file"),
+    ):
+        code = main(["analyse", "--cfg", json.dumps(cfg), "--weights", weights, *base])
+        assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()
