@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -18,12 +19,24 @@ log = logging.getLogger("sstl")
 
 
 def parse_cfg(text: str | None) -> dict[str, Any]:
-    """The ``--cfg`` argument: inline JSON, ``@file.json``/``@file.yaml``, or nothing ({})."""
+    """The ``--cfg`` argument: inline JSON, ``@file.json``/``@file.yaml``, or nothing ({}).
+
+    ``@file.json`` is read as JSON, not as YAML: YAML 1.1 reads ``1e-05`` as a string.
+    """
     if not text:
         return {}
     if text.startswith("@"):
         path = Path(text[1:])
-        data = yaml.safe_load(path.read_text())
+        try:
+            body = path.read_text()
+        except OSError as err:
+            raise SystemExit(f"--cfg {text}: cannot read {path} ({err.strerror})") from None
+        try:
+            data = json.loads(body) if path.suffix.lower() == ".json" else yaml.safe_load(body)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise SystemExit(
+                f"--cfg {text}: {path} is not valid {path.suffix[1:]} ({err})"
+            ) from None
     else:
         try:
             data = json.loads(text)
@@ -113,10 +126,62 @@ def resolve_device(name: str = "auto") -> Any:
     return torch.device(name)
 
 
+def tmp_path(path: Path) -> Path:
+    """The temporary file an atomic write of ``path`` goes through: ``.<name>.tmp-<pid>``.
+
+    Hidden, beside the target (same filesystem: the rename is atomic) and named after the writer,
+    so :func:`remove_stale_tmp` can tell a dead writer's leftover from a live write.
+    """
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (tmp file + rename) so a crash never leaves half a metrics file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    tmp = tmp_path(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (another user's process counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: str | Path, *, exclusive: bool = False) -> list[Path]:
+    """Delete the temporary files interrupted atomic writes left in ``folder``; return them.
+
+    A ``kill -9`` between writing and renaming leaves ``.<name>.tmp-<pid>`` (and, from older
+    versions, ``<name>.json.tmp``). One is removed when its writer is dead: its pid no longer
+    exists on this machine. A writer on another node of a shared filesystem cannot be seen from
+    here: ``exclusive=True`` says the caller holds the folder's run lock (no one else writes in
+    it), so every such file is a leftover. Not recursive.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        m = _TMP_NAME.match(path.name)
+        legacy = path.name.endswith(".json.tmp")
+        if not (m or legacy) or path.is_dir() or path.is_symlink():
+            continue
+        if not exclusive and (legacy or pid_alive(int(m["pid"]))):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+        log.info("removed %s, left by an interrupted save", path)
+    return removed

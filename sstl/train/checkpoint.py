@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sstl.runtime import tmp_path
+
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +30,7 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save(obj)`` to ``path`` via tmp file + fsync + ``os.replace`` (same folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = tmp_path(path)
     try:
         with open(tmp, "wb") as fh:
             torch.save(obj, fh)
