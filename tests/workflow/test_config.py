@@ -237,6 +237,18 @@ BAD: dict[str, tuple[Callable[..., dict[str, Any]], list[str | re.Pattern]]] = {
 }
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("partition", "gpu; touch x"), ("partition", "a b"), ("account", "$(id)")],
+)
+def test_slurm_names_are_refused_with_a_clear_message(configs, key, value):
+    cfg = configs["paper"]
+    cfg["resources"]["pretrain"][key] = value
+    with pytest.raises(P.PipelineConfigError) as err:
+        P.validate(cfg, check_paths=False)
+    assert f"resources.pretrain.{key} = {value!r} is not allowed: a Slurm" in str(err.value)
+
+
 HOSTILE_NAMES = ["x; touch y", "$(touch PWNED)", "a b", "../up", "-rf", "it's", "`id`", "",
                  "é", "a/b", "a\nb", "*", "x>y", "a|b"]  # fmt: skip
 
