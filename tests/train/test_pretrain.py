@@ -146,8 +146,8 @@ def test_a_loader_error_ends_the_run_instead_of_hanging(tiny_data, tmp_path, hel
     # must still exit, with the error, instead of waiting forever on its workers
     store = tmp_path / "store"
     shutil.copytree(tiny_data.store, store)
-    for video in store.rglob("*.mp4"):
-        video.unlink()
+    for video in store.rglob("*.mp4"):  # present (the dataset checks that) but undecodable
+        video.write_bytes(b"not a video")
     data = dataclasses.replace(tiny_data, store=store)
     cfg = helpers.tiny_cfg(run={"workers": 1})
     run = subprocess.run(
