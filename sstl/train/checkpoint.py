@@ -9,6 +9,7 @@ state or the new one, never half a file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -54,9 +55,12 @@ class StateError(RuntimeError):
 # Resume states written before the RNG states became tensors hold numpy arrays: these globals
 # rebuild a plain ndarray (no code runs; object arrays' items still pass the same restricted
 # unpickler), so such states keep resuming.
-def _numpy_globals() -> list[Any]:
+def _numpy_globals() -> contextlib.AbstractContextManager:
+    if not hasattr(torch.serialization, "safe_globals"):  # torch < 2.5: such states are refused
+        return contextlib.nullcontext()
     core = getattr(np, "_core", None) or np.core
-    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    return torch.serialization.safe_globals(allowed)
 
 
 def _blocked(err: Exception) -> str:
@@ -75,7 +79,7 @@ def load_state(path: str | Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        with torch.serialization.safe_globals(_numpy_globals()):
+        with _numpy_globals():
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise StateError(
