@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from sstl.config.loader import ConfigError
-from sstl.runtime import catch_stop_signals
+from sstl.runtime import UserError, catch_stop_signals
 
 EXIT_CONFIG = 2  # a setting is wrong: the message names it, its value and what is allowed
 TRAINING = ("pretrain", "finetune")  # commands that save and exit 75 on SIGTERM / SIGUSR1
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:  # every command: a bad setting is exit 2 with one clear line
         print(f"sstl {name}: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except UserError as err:  # a fixable failure (a lock held, a damaged state): no traceback
+        print(f"sstl {name}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -72,3 +76,43 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (another user's process counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(folder: str | os.PathLike, *, exclusive: bool = False) -> list[Path]:
+    """Delete the temporary files interrupted atomic writes left in ``folder``; return them.
+
+    A ``kill -9`` between writing and renaming leaves ``.<name>.tmp-<pid>`` (and, from older
+    versions, ``<name>.json.tmp``). One is removed when its writer is dead: its pid no longer
+    exists on this machine. A writer on another node of a shared filesystem cannot be seen from
+    here: ``exclusive=True`` says the caller holds the folder's run lock (no one else writes in
+    it), so every such file is a leftover. Not recursive.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        m = _TMP_NAME.match(path.name)
+        legacy = path.name.endswith(".json.tmp")
+        if not (m or legacy) or path.is_dir() or path.is_symlink():
+            continue
+        if not exclusive and (legacy or pid_alive(int(m["pid"]))):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+        log.info("removed %s, left by an interrupted save", path)
+    return removed

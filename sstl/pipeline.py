@@ -66,13 +66,26 @@ def validate_schema(config: Mapping[str, Any], schema_path: Path = SCHEMA) -> No
     lines = []
     for err in errors:
         where = _path_str(err.absolute_path)
-        if err.validator == "additionalProperties":
+        if err.validator == "pattern" and "description" in err.schema:  # a name (exp_name, ...)
+            named = "propertyNames" in err.schema_path
+            what = f"{where}: the name" if named else f"{where} ="
+            lines.append(f"{what} {err.instance!r} is not allowed: {err.schema['description']}")
+        elif err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             allowed = ", ".join(sorted(err.schema.get("properties", {})))
             lines.append(f"unknown key {where}.{extra[0]}: allowed keys here are {allowed}")
         else:
             lines.append(f"{where} = {err.instance!r}: {err.message}")
     raise PipelineConfigError("invalid config:\n  " + "\n  ".join(lines))
+
+
+def name_pattern(kind: str, schema_path: Path = SCHEMA) -> str:
+    """The schema's regex for ``exp_name`` or ``dataset_name``, unanchored (a wildcard constraint).
+
+    One owner: the schema validates the config's names, the workflow's wildcards reuse it.
+    """
+    schema = yaml.safe_load(schema_path.read_text())
+    return schema["$defs"][kind]["pattern"].removeprefix("^").removesuffix("$")
 
 
 def experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -298,14 +311,16 @@ def resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
 
 
 def launcher(tasks: int, basedir: str | Path = ".") -> str:
-    """Command prefix that starts one training process per task.
+    """Command prefix that starts one training process per task (shell-quoted: the checkout's
+    path may hold spaces or ``$(...)``).
 
     Under a Slurm allocation ``srun`` starts the tasks (ranks from SLURM_*); elsewhere torchrun
     runs them on this machine. One task: no prefix.
     """
     if tasks <= 1:
         return ""
-    return f"{Path(basedir) / 'workflow' / 'scripts' / 'launch.sh'} {tasks}"
+    script = Path(basedir) / "workflow" / "scripts" / "launch.sh"
+    return f"{shlex.quote(str(script))} {int(tasks)}"
 
 
 REPORT_OUTPUTS = [

@@ -19,16 +19,26 @@ log = logging.getLogger("sstl")
 
 
 def parse_cfg(text: str | None) -> dict[str, Any]:
-    """The ``--cfg`` argument: inline JSON, ``@file.json``/``@file.yaml``, or nothing ({})."""
+    """The ``--cfg`` argument: inline JSON, ``@file.json``/``@file.yaml``, or nothing ({}).
+
+    ``@file.json`` is read as JSON, not as YAML: YAML 1.1 reads ``1e-05`` as a string.
+    """
     from sstl.config.loader import ConfigError
 
     if not text:
         return {}
     if text.startswith("@"):
         path = Path(text[1:])
-        if not path.is_file():
-            raise ConfigError(f"--cfg {text}: {path} does not exist")
-        data = yaml.safe_load(path.read_text())
+        try:
+            body = path.read_text()
+        except OSError as err:
+            raise ConfigError(f"--cfg {text}: cannot read {path} ({err.strerror})") from None
+        try:
+            data = json.loads(body) if path.suffix.lower() == ".json" else yaml.safe_load(body)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise ConfigError(
+                f"--cfg {text}: {path} is not valid {path.suffix[1:]} ({err})"
+            ) from None
     else:
         try:
             data = json.loads(text)
@@ -37,6 +47,11 @@ def parse_cfg(text: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"--cfg must be a mapping, got {type(data).__name__}")
     return data
+
+
+class UserError(Exception):
+    """A failure the user fixes, not a bug: ``sstl`` prints its message as one line and exits 1
+    (no traceback). The message says what is wrong and how to fix it."""
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # Slurm's preemption / time-limit warnings

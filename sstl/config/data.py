@@ -18,9 +18,16 @@ class DatasetConfig:
     local_path: str | None = None  # existing copy of the videos (local)
     split: int = 1  # official split number (1-3) for UCF101 / HMDB51
     allow_missing: bool = False  # local UCF101/HMDB51 copy: proceed when listed videos are absent
+    # Decompression-bomb guards, per archive: videos barely compress (UCF101.rar 6.5 -> 6.9 GB)
+    max_unpacked_gb: float = 100.0  # refuse an archive that expands to more than this
+    max_unpack_ratio: float = 10.0  # ... or to more than this many times its size (beyond 64 MB)
 
     def __post_init__(self) -> None:
         self.urls = tuple(self.urls)
+        check(self.max_unpacked_gb > 0, "max_unpacked_gb", self.max_unpacked_gb, "a number > 0")
+        check(
+            self.max_unpack_ratio >= 1, "max_unpack_ratio", self.max_unpack_ratio, "a number >= 1"
+        )
         check(
             self.source in ("generate", "download", "local"),
             "source",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sstl.config import ConfigError, DatasetConfig, load_section, to_dict
-from sstl.data.archive import ArchiveError, extract
+from sstl.data.archive import ArchiveError, Limits, extract
 from sstl.data.download import DownloadError, download
 from sstl.data.splits import OFFICIAL, Split, load, official_dir
 from sstl.files import write_json
@@ -127,7 +127,8 @@ def _download_source(name: str, cfg: DatasetConfig, out_dir: Path) -> None:
             continue
         tree = staging / path.name
         shutil.rmtree(tree, ignore_errors=True)
-        extract(path, tree, nested=name == "hmdb51")  # HMDB51: a RAR of per-class RARs
+        limits = Limits(int(cfg.max_unpacked_gb * 2**30), cfg.max_unpack_ratio)
+        extract(path, tree, nested=name == "hmdb51", limits=limits)  # HMDB51: a RAR of RARs
         moved = _arrange(tree, videos, listed)
         shutil.rmtree(tree)
         done.write_text(f"{moved} videos\n")

@@ -7,6 +7,9 @@ temporary folder beside the target, the extracted tree is checked again (links i
 only then moved into the target; on refusal the temporary folder is deleted, so nothing is ever
 written outside the target. Zip and tar use the standard library (tar with ``filter="data"``);
 RAR uses the packaged ``unar`` (RAR 4, solid too) and ``bsdtar`` (RAR 5), whichever works.
+Each archive may expand only so far (:class:`Limits`: total bytes, and expanded / packed size),
+so a decompression bomb is refused before it fills the disk; a damaged or cut-off archive raises
+:class:`CorruptArchiveError` naming the member.
 
 This module is the entry point (format dispatch, staging, merge); the checks live in
 :mod:`sstl.data.archive_safety`, the extractors in :mod:`sstl.data.archive_ziptar` and
@@ -26,8 +29,12 @@ from pathlib import Path
 from sstl.data.archive_rar import INSTALL_HINT, extract_rar
 from sstl.data.archive_safety import (
     ArchiveError,
+    ArchiveTooLargeError,
+    CorruptArchiveError,
     ExtractorMissingError,
+    Limits,
     Member,
+    SizeBudget,
     UnsafeArchiveError,
     check_members,
     verify_tree,
@@ -38,7 +45,10 @@ from sstl.data.archive_ziptar import extract_tar, extract_zip
 __all__ = [
     "INSTALL_HINT",
     "ArchiveError",
+    "ArchiveTooLargeError",
+    "CorruptArchiveError",
     "ExtractorMissingError",
+    "Limits",
     "Member",
     "UnsafeArchiveError",
     "check_members",
@@ -48,17 +58,30 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _extract_any(archive: Path, tmp: Path) -> None:
+def _extract_any(archive: Path, tmp: Path, budget: SizeBudget) -> None:
     with open(archive, "rb") as fh:
         magic = fh.read(8)
     if magic.startswith(b"Rar!\x1a\x07"):
-        extract_rar(archive, tmp)
+        extract_rar(archive, tmp, budget)
     elif zipfile.is_zipfile(archive):
-        extract_zip(archive, tmp)
-    elif tarfile.is_tarfile(archive):
-        extract_tar(archive, tmp)
+        extract_zip(archive, tmp, budget)
+    elif magic.startswith(b"PK\x03\x04"):  # a zip whose central directory is gone
+        raise CorruptArchiveError(archive, None, "zip without a readable central directory")
+    elif magic.startswith(_COMPRESSED) or _is_tar(archive):
+        extract_tar(archive, tmp, budget)  # a damaged compressed tar fails there, named
     else:
         raise ArchiveError(f"{archive}: not a zip, tar or RAR archive (magic {magic!r})")
+
+
+# gzip, bzip2, xz: tarfile's compressions (a compressed non-tar fails as a corrupt tar)
+_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
+
+def _is_tar(archive: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(archive)
+    except (EOFError, OSError, tarfile.TarError) as err:  # a compressed stream cut very early
+        raise CorruptArchiveError(archive, None, f"{type(err).__name__}: {err}") from err
 
 
 def _merge(src: Path, dst: Path) -> None:
@@ -77,13 +100,22 @@ def _merge(src: Path, dst: Path) -> None:
             os.replace(child, out)
 
 
-def extract(archive: str | Path, target: str | Path, *, nested: bool = False) -> list[Path]:
+def extract(
+    archive: str | Path,
+    target: str | Path,
+    *,
+    nested: bool = False,
+    limits: Limits | None = None,
+) -> list[Path]:
     """Extract ``archive`` into ``target`` (created); return the extracted files and links.
 
     ``nested``: also extract the ``.rar`` files found inside (HMDB51 is a RAR of per-class
     RARs), each into the folder that holds it, then delete them. Raises UnsafeArchiveError
-    (nothing written) if any member could land outside ``target``.
+    (nothing written) if any member could land outside ``target``, ArchiveTooLargeError when
+    the archive (or a nested one) expands past ``limits`` (default :class:`Limits`), and
+    CorruptArchiveError when it is damaged or cut off.
     """
+    limits = limits or Limits()
     archive, target = Path(archive), Path(target)
     if not archive.is_file():
         raise FileNotFoundError(f"archive not found: {archive}")
@@ -91,12 +123,13 @@ def extract(archive: str | Path, target: str | Path, *, nested: bool = False) ->
     # Same filesystem as the target (renames, not copies) and never inside it until verified.
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent))
     try:
-        _extract_any(archive.resolve(), tmp)
-        verify_tree(archive, tmp)
+        budget = SizeBudget(archive, limits)
+        _extract_any(archive.resolve(), tmp, budget)
+        verify_tree(archive, tmp, budget)  # the sizes written, not the sizes listed
         if nested:
             for inner in sorted(tmp.rglob("*.rar")):
                 if inner.is_file() and not inner.is_symlink():
-                    extract(inner, inner.parent, nested=True)
+                    extract(inner, inner.parent, nested=True, limits=limits)
                     inner.unlink()
         files = verify_tree(archive, tmp)
         target.mkdir(exist_ok=True)

@@ -2,8 +2,10 @@
 
 Before anything is written, every listed member is checked: no absolute path, no ``..``, no link
 whose target resolves outside the extraction folder, no member whose path goes through a symlink
-(the ``up -> ..`` then ``up/pwned.txt`` attack), no device or fifo. After extraction the
-extracted tree is checked again (links included), since some listings lack link targets.
+(the ``up -> ..`` then ``up/pwned.txt`` attack), no device or fifo. The listed sizes are held to
+:class:`Limits` (a decompression bomb is refused before it is written). After extraction the
+extracted tree is checked again (links and sizes included), since some listings lack link
+targets and a crafted header can lie about a size.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ class ExtractorMissingError(ArchiveError):
     """No program that can read this archive is installed."""
 
 
+class CorruptArchiveError(ArchiveError):
+    """The archive is damaged or cut off; ``member`` is where reading failed."""
+
+    def __init__(self, archive: str | Path, member: str | None, cause: str) -> None:
+        where = f" at member {member!r}" if member else ""
+        super().__init__(
+            f"{archive} is corrupt or cut off{where}: {cause}. Delete it and download it again "
+            "(an interrupted or damaged transfer)"
+        )
+        self.archive, self.member, self.cause = Path(archive), member, cause
+
+
 class UnsafeArchiveError(ArchiveError):
     """A member would land outside the target folder; nothing was extracted."""
 
@@ -39,6 +53,55 @@ class Member:
     name: str
     kind: str  # file | dir | symlink | hardlink | other
     link: str | None = None
+    size: int = 0  # expanded bytes, as the archive lists it
+
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far one archive may expand (``datasets.<name>.max_unpacked_gb`` / ``max_unpack_ratio``).
+
+    Videos barely compress (UCF101.rar: 6.5 GB packed, 6.9 GB expanded); a bomb expands
+    hundreds of times. The ratio applies beyond ``ratio_floor`` bytes, so small archives of
+    text (split files) compress as well as they like.
+    """
+
+    max_bytes: int = 100 * GIB
+    max_ratio: float = 10.0
+    ratio_floor: int = 64 << 20
+
+    def allowed(self, packed: int) -> int:
+        return int(min(self.max_bytes, max(self.max_ratio * packed, self.ratio_floor)))
+
+
+class ArchiveTooLargeError(UnsafeArchiveError):
+    """The archive expands beyond its :class:`Limits` (a decompression bomb?); nothing is kept."""
+
+
+class SizeBudget:
+    """Expanded bytes counted against the :class:`Limits` of one archive, member by member."""
+
+    def __init__(self, archive: Path, limits: Limits) -> None:
+        self.archive, self.limits = archive, limits
+        self.packed = archive.stat().st_size
+        self.allowed = limits.allowed(self.packed)
+        self.total = 0
+
+    def add(self, member: str, size: int) -> None:
+        self.total += max(0, size)
+        if self.total > self.allowed:
+            raise ArchiveTooLargeError(self.archive, member, self.reason())
+
+    def reason(self) -> str:
+        lim = self.limits
+        return (
+            f"takes the expanded size past {self.allowed:,} bytes ({self.total:,} so far from "
+            f"{self.packed:,} packed; limits: max_unpacked_gb = {lim.max_bytes / GIB:.3g}, "
+            f"max_unpack_ratio = {lim.max_ratio:g}). A decompression bomb? If the archive is "
+            "genuine, raise datasets.<name>.max_unpacked_gb / max_unpack_ratio"
+        )
 
 
 def path_parts(name: str) -> list[str]:
@@ -114,20 +177,26 @@ def check_members(archive: str | Path, members: list[Member]) -> None:
             )
 
 
-def verify_tree(archive: Path, root: Path) -> list[Path]:
-    """Check an extracted tree (links, special files); return its files and links, relative."""
+def verify_tree(archive: Path, root: Path, budget: SizeBudget | None = None) -> list[Path]:
+    """Check an extracted tree (links, special files, and its size against ``budget``, counted
+    afresh); return its files and links, relative."""
     found: list[Path] = []
     links: dict[str, str] = {}
+    if budget is not None:
+        budget.total = 0
     for dirpath, dirnames, filenames in os.walk(root):  # never follows symlinks
         for name in dirnames + filenames:
             path = Path(dirpath, name)
             rel = path.relative_to(root)
-            mode = path.lstat().st_mode
+            st = path.lstat()
+            mode = st.st_mode
             if stat.S_ISLNK(mode):
                 links[rel.as_posix()] = os.readlink(path)
                 found.append(rel)
             elif stat.S_ISREG(mode):
                 found.append(rel)
+                if budget is not None:
+                    budget.add(rel.as_posix(), st.st_size)
             elif not stat.S_ISDIR(mode):
                 raise UnsafeArchiveError(archive, rel.as_posix(), "extracted as a special file")
     real_root = root.resolve()

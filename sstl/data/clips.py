@@ -15,6 +15,7 @@ sample is the same whatever ``num_workers`` is.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from sstl.data.store import StoreReader
+from sstl.runtime import UserError
 
 MANIFEST_COLUMNS = [
     "id", "path", "label", "class_name", "split", "frames", "fps", "width", "height", "size",
@@ -99,6 +101,44 @@ def _item_seed(seed: int, epoch: int, index: int) -> int:
     return int(words[0]) << 32 | int(words[1])
 
 
+class StoreFilesMissingError(UserError, FileNotFoundError):
+    """Store files the manifest lists are gone (deleted or moved after extraction)."""
+
+
+def check_store_files(root: Path, rel_paths: list[str]) -> None:
+    """Raise StoreFilesMissingError naming the absent files and the shards to extract again.
+
+    One directory listing per folder, not a stat per file: cheap on a network filesystem.
+    """
+    present: dict[Path, set[str]] = {}
+    missing = []
+    for rel in rel_paths:
+        path = root / rel
+        if path.parent not in present:
+            try:
+                present[path.parent] = set(os.listdir(path.parent))
+            except (FileNotFoundError, NotADirectoryError):
+                present[path.parent] = set()
+        if path.name not in present[path.parent]:
+            missing.append(rel)
+    if not missing:
+        return
+    # the workflow's store paths are <shard>/<id>.mp4, its shard lists data/<ds>/shards/<shard>.csv
+    shards = sorted({Path(rel).parts[0] for rel in missing})
+    if all(re.fullmatch(r"\d+-of-\d+", s) for s in shards):
+        how = (
+            f"extract shard(s) {', '.join(shards)} again: delete {root}/<shard>/ and "
+            f"{root.parent}/shards/<shard>.csv of each, then rerun snakemake"
+        )
+    else:
+        how = f"rerun `sstl extract` for {root}"
+    raise StoreFilesMissingError(
+        f"{len(missing)} of {len(rel_paths)} frame-store files the manifest lists are missing "
+        f"under {root} (first: {', '.join(missing[:5])}): they were deleted or moved after "
+        f"extraction. To fix, {how} (or restore them with `sstl dvc pull`)."
+    )
+
+
 class ClipDataset(Dataset):
     """Clips of the videos whose manifest status is ``ok``, read from the frame store.
 
@@ -126,6 +166,7 @@ class ClipDataset(Dataset):
         if rows.empty:
             raise ValueError(f"the manifest has no videos with status 'ok' ({len(manifest)} rows)")
         root = Path(store_root)
+        check_store_files(root, list(rows["path"]))
         self.paths = [str(root / p) for p in rows["path"]]
         self.ids = [str(v) for v in rows["id"]]
         self.labels = [int(v) for v in rows["label"]]

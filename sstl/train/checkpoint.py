@@ -8,9 +8,11 @@ failed job until it is requeued. It is written with :func:`sstl.files.save_atomi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -18,26 +20,79 @@ from typing import Any
 import numpy as np
 import torch
 
+from sstl.runtime import UserError
+
 log = logging.getLogger(__name__)
+
+
+class StateError(UserError):
+    """A resume state that cannot be loaded safely: not sstl's format, tampered with, or cut off."""
+
+
+# Resume states written before the RNG states became tensors hold numpy arrays: these globals
+# rebuild a plain ndarray (no code runs; object arrays' items still pass the same restricted
+# unpickler), so such states keep resuming.
+def _numpy_globals() -> contextlib.AbstractContextManager:
+    if not hasattr(torch.serialization, "safe_globals"):  # torch < 2.5: such states are refused
+        return contextlib.nullcontext()
+    core = getattr(np, "_core", None) or np.core
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    return torch.serialization.safe_globals(allowed)
+
+
+def _blocked(err: Exception) -> str:
+    """The line of torch's refusal that names the object (its first line is generic advice)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+    return lines[0] if lines else type(err).__name__
 
 
 def load_state(path: str | Path) -> dict[str, Any] | None:
     """The saved state dict, or None when there is none. Loaded on CPU.
 
-    ``weights_only=False``: the state holds numpy RNG state tuples; only ever load files this
-    pipeline wrote itself.
+    ``weights_only=True``: only tensors and plain containers are read, so a file planted in the
+    state folder cannot run code. Anything else raises :class:`StateError` naming the file.
     """
     path = Path(path)
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with _numpy_globals():
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise StateError(
+            f"refusing to load the resume state {path}: it holds Python objects other than "
+            f"tensors and plain containers ({_blocked(err)}), so sstl did not write it (or it was "
+            "altered); nothing in it was run. Delete it to start this run over."
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as err:  # cut off or not a torch file
+        raise StateError(
+            f"cannot read the resume state {path} ({type(err).__name__}: {err}); delete it to "
+            "start this run over"
+        ) from err
+    if not isinstance(state, dict):
+        raise StateError(
+            f"the resume state {path} holds a {type(state).__name__}, not a dict; delete it to "
+            "start this run over"
+        )
+    return state
 
 
 def capture_rng() -> dict[str, Any]:
-    """Python, numpy, torch CPU and (when present) all CUDA generator states."""
+    """Python, numpy, torch CPU and (when present) all CUDA generator states, as tensors and ints.
+
+    Plain types only, so :func:`load_state` reads them with ``weights_only=True``.
+    """
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": version, "state": torch.tensor(words), "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -46,9 +101,19 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng`; CUDA states are restored when both sides have them."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Inverse of :func:`capture_rng`; CUDA states are restored when both sides have them.
+
+    Also takes the tuples older states hold (``random.getstate()``, ``np.random.get_state()``).
+    """
+    py = state["python"]
+    if isinstance(py, dict):
+        py = (py["version"], tuple(int(w) for w in py["state"].tolist()), py["gauss"])
+    random.setstate(py)
+    npy = state["numpy"]
+    if isinstance(npy, dict):
+        keys = npy["keys"].numpy().astype(np.uint32)
+        npy = (npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"])
+    np.random.set_state(npy)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         cuda = state["cuda"][: torch.cuda.device_count()]

@@ -7,7 +7,9 @@ engine does everything else, the same way for both:
    caught too); the loop checks it at step boundaries (all ranks agree), saves and exits 75;
    loader workers ignore both signals (:mod:`sstl.train.loaders`) and are killed on the way out;
 2. the process group (torchrun, srun or one process) and the device; :func:`wrap` (SyncBN + DDP)
-   and :func:`autocast` (bf16 on CUDA) for the stage's model;
+   and :func:`autocast` (bf16 on CUDA) for the stage's model; rank 0 holds the state folder's
+   lock (:mod:`sstl.train.runlock`: a second run of the same job refuses, naming the holder) and
+   removes the temporary files a killed save left there;
 3. resume: ``state_dir/resume.pt`` is loaded when its identity (the config less execution-only
    keys, plus the data) matches the job's; another job's state is moved aside to
    ``resume.pt.stale-<hash>`` and the run starts afresh;
@@ -25,6 +27,7 @@ sums) and the identity hash, so a resumed run continues bit for bit at the same 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -42,7 +45,7 @@ from tqdm import tqdm
 
 from sstl.collectives import barrier
 from sstl.config import ConfigError, RunConfig
-from sstl.files import config_hash, save_atomic
+from sstl.files import config_hash, remove_stale_tmp, save_atomic
 from sstl.runtime import log_startup, seed_everything, setup_logging
 from sstl.train import checkpoint as ckpt
 from sstl.train.distributed import (
@@ -54,6 +57,7 @@ from sstl.train.distributed import (
     init_distributed,
 )
 from sstl.train.preempt import EXIT_REQUEUE, Preemption, request_requeue, stop_workers
+from sstl.train.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +153,15 @@ def run(
     Returns 0, or 75 (:data:`EXIT_REQUEUE`) when preempted with the state saved.
     """
     setup_logging()
-    with Preemption() as preempt:
+    with Preemption() as preempt, contextlib.ExitStack() as stack:
         check_batch(batch_size, detect_env(run_cfg.device).world_size)  # before joining a group
         env = init_distributed(run_cfg.device)
-        try:
-            return _train(name, cfg_dict, run_cfg, epochs, paths, build, env, preempt)
-        finally:
-            stop_workers()  # they ignore SIGTERM: left alive, they would hang the exit
-            cleanup()
+        stack.callback(cleanup)
+        stack.callback(stop_workers)  # they ignore SIGTERM: left alive, they would hang the exit
+        if env.is_main:  # one writer per state folder; then its dead writes' leftovers can go
+            stack.enter_context(RunLock(paths.state_dir))
+            remove_stale_tmp(paths.state_dir, exclusive=True)
+        return _train(name, cfg_dict, run_cfg, epochs, paths, build, env, preempt)
 
 
 def _train(name, cfg_dict, run_cfg, epochs, paths, build, env, preempt) -> int:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from sstl.config import StoreConfig
-from sstl.data.clips import ClipDataset, collate, random_window, uniform_clips
+from sstl.data.clips import (
+    ClipDataset,
+    StoreFilesMissingError,
+    collate,
+    random_window,
+    uniform_clips,
+)
 from sstl.data.extract import extract_shard, split_entries
 from sstl.data.store import StoreReader
 
@@ -116,3 +124,23 @@ def test_same_samples_whatever_the_number_of_workers(store_manifest):
     assert not torch.equal(
         _epoch_batches(serial, ds, 0)[0]["position"], _epoch_batches(serial, ds, 1)[0]["position"]
     )
+
+
+def test_store_file_deleted_after_extraction_is_named_when_the_dataset_is_built(
+    store_manifest, tmp_path
+):
+    df, root = store_manifest
+    store = tmp_path / "synthetic" / "store"
+    shutil.copytree(root, store / "1-of-2")  # the workflow's layout: <store>/<shard>/<id>.mp4
+    df = df.assign(path=["1-of-2/" + p for p in df["path"]])
+    ok = df[df["status"] == "ok"].reset_index(drop=True)
+    gone = ok.loc[2, "path"]
+    (store / gone).unlink()
+    with pytest.raises(StoreFilesMissingError) as err:
+        ClipDataset(df, store, mode="window", clip_len=16)
+    msg = str(err.value)
+    assert f"1 of {len(ok)}" in msg and gone in msg and str(store) in msg
+    assert "shard(s) 1-of-2 again" in msg and f"{tmp_path}/synthetic/shards/<shard>.csv" in msg
+    shutil.rmtree(store / "1-of-2")  # the whole shard folder gone
+    with pytest.raises(StoreFilesMissingError, match=f"{len(ok)} of {len(ok)}"):
+        ClipDataset(df, store, mode="uniform", clip_len=8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import threading
 import time
@@ -23,6 +24,11 @@ class Behaviour:
     ignore_range: bool = False  # answer 200 with the whole file even to a Range request
     stall_first: int = 0  # sleep stall_s before answering, this many times
     stall_s: float = 0.0
+    no_length: bool = False  # no Content-Length: the body ends when the connection closes
+    validators: bool = True  # send an ETag (and honour If-Range: a mismatch gets the whole file)
+    content_type: str = "application/octet-stream"
+    swap_at: int = -1  # from this request on, serve swap_to instead (the file changed)
+    swap_to: dict[str, bytes] = field(default_factory=dict)
     requests: list[dict[str, str]] = field(default_factory=list)  # headers of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -47,12 +53,18 @@ class _Handler(BaseHTTPRequestHandler):
         if n < b.fail_first:
             self.send_error(503, "try later")
             return
+        if 0 <= b.swap_at <= n:
+            b.files.update(b.swap_to)
         data = b.files.get(self.path)
         if data is None:
             self.send_error(404)
             return
         start, status = 0, 200
+        etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'
         rng = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and (not b.validators or if_range != etag):
+            rng = None  # RFC 9110: a stale validator gets the whole (current) file
         if rng and not b.ignore_range:
             start = int(rng.removeprefix("bytes=").split("-")[0])
             if start >= len(data):
@@ -64,7 +76,11 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
         body = data[start:]
         self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
+        if not b.no_length:
+            self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", b.content_type)
+        if b.validators:
+            self.send_header("ETag", etag)
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")

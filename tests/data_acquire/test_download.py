@@ -10,7 +10,7 @@ import pytest
 
 from sstl.data.download import ChecksumError, DownloadError, download
 
-DATA = os.urandom(300_000)
+DATA = b"Rar!\x1a\x07\x00" + os.urandom(300_000)  # starts like the RAR it is served as
 SHA = hashlib.sha256(DATA).hexdigest()
 FAST = {"backoff": 0.01, "timeout": 5, "chunk": 8192, "progress": False}
 
@@ -41,9 +41,12 @@ def test_resume_after_dropped_connection(served, tmp_path):
 
 
 def test_resume_across_calls_from_part_file(served, tmp_path):
-    (tmp_path / "x.rar.part").write_bytes(DATA[:12345])
+    served.behaviour.drop_first, served.behaviour.drop_after = 1, 12345
+    with pytest.raises(DownloadError, match="rerun to resume"):
+        download(f"{served.url}/UCF101.rar", tmp_path / "x.rar", SHA, retries=0, **FAST)
+    assert (tmp_path / "x.rar.part").stat().st_size == 12345
     dest = download(f"{served.url}/UCF101.rar", tmp_path / "x.rar", SHA, **FAST)
-    assert served.behaviour.requests[0]["range"] == "bytes=12345-"
+    assert served.behaviour.requests[1]["range"] == "bytes=12345-"
     assert dest.read_bytes() == DATA
 
 
@@ -56,10 +59,17 @@ def test_complete_part_file_answered_416(served, tmp_path):
 
 def test_server_ignoring_range_restarts_cleanly(served, tmp_path):
     served.behaviour.ignore_range = True
-    (tmp_path / "x.rar.part").write_bytes(b"stale bytes from another try")
+    served.behaviour.drop_first, served.behaviour.drop_after = 1, 5000
     dest = download(f"{served.url}/UCF101.rar", tmp_path / "x.rar", SHA, **FAST)
-    assert "range" in served.behaviour.requests[0]
-    assert dest.read_bytes() == DATA  # not the stale prefix + the whole file
+    assert "range" in served.behaviour.requests[1]
+    assert dest.read_bytes() == DATA  # not the first 5000 bytes + the whole file
+
+
+def test_part_without_a_record_is_not_continued(served, tmp_path):
+    (tmp_path / "x.rar.part").write_bytes(b"stale bytes of an unknown version")
+    dest = download(f"{served.url}/UCF101.rar", tmp_path / "x.rar", **FAST)
+    assert "range" not in served.behaviour.requests[0]
+    assert dest.read_bytes() == DATA
 
 
 def test_503_then_success(served, tmp_path):

@@ -75,7 +75,7 @@ def test_killed_pretraining_resumes_from_its_last_state(tmp_path):
     finally:
         kill_group(proc)
     assert not (ws / target).exists()
-    state = __import__("torch").load(ws / "state/pretrain/sstl/resume.pt", weights_only=False)
+    state = __import__("torch").load(ws / "state/pretrain/sstl/resume.pt", weights_only=True)
     saved_step = state["progress"]["step"]
     assert saved_step > 0
     snakemake(ws, "--unlock", "--configfile", "config/tiny.yaml")  # kill -9 left the lock

@@ -113,7 +113,7 @@ def test_two_task_srun_ddp_pretraining(tiny_run, tmp_path):
     logs = "\n".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{logs[-5000:]}"
     assert out.is_file(), logs[-5000:]
-    meta = torch.load(out, weights_only=False)["meta"]
+    meta = torch.load(out, weights_only=True)["meta"]
     assert meta["world_size"] == 2, meta
     # srun started both ranks; rank 0 reports the group it joined (rank 1 logs warnings only)
     assert "process group: rank 0/2" in logs and "SLURM_PROCID=0" in logs, logs[-3000:]

@@ -165,7 +165,7 @@ def test_ddp_two_processes_equal_one_process(tiny_data, tmp_path, helpers):
         run = subprocess.run(cmd, env=env, cwd=helpers.REPO, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-3000:]
         weights = torch.load(out / "weights.pt", weights_only=True)
-        state = torch.load(out / "state" / "resume.pt", weights_only=False)
+        state = torch.load(out / "state" / "resume.pt", weights_only=True)
         states[nproc] = (weights, state, helpers.read_metrics(out / "metrics.jsonl"))
     (w1, s1, m1), (w2, s2, m2) = states[1], states[2]
     assert w2["meta"]["world_size"] == 2 and w1["meta"]["steps"] == w2["meta"]["steps"] == 2

@@ -75,7 +75,7 @@ def test_memory_off_and_no_speed_head_run(tiny_data, tmp_path, helpers):
     metrics = helpers.read_metrics(tmp_path / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2, 3]
     assert "loss_video" not in metrics[0] and "loss_spd" not in metrics[0]
-    state = torch.load(tmp_path / "state" / "resume.pt", weights_only=False)
+    state = torch.load(tmp_path / "state" / "resume.pt", weights_only=True)
     assert state["memory"] is None and state["progress"]["step"] == 3
 
 
@@ -150,8 +150,8 @@ def test_a_loader_error_ends_the_run_instead_of_hanging(tiny_data, tmp_path, hel
     # must still exit, with the error, instead of waiting forever on its workers
     store = tmp_path / "store"
     shutil.copytree(tiny_data.store, store)
-    for video in store.rglob("*.mp4"):
-        video.unlink()
+    for video in store.rglob("*.mp4"):  # present (the dataset checks that) but undecodable
+        video.write_bytes(b"not a video")
     data = dataclasses.replace(tiny_data, store=store)
     cfg = helpers.tiny_cfg(run={"workers": 1})
     run = subprocess.run(

@@ -66,7 +66,7 @@ def reference(tiny_data, tmp_path_factory, helpers):
     out = tmp_path_factory.mktemp("reference")
     run = helpers.run_pretrain(tiny_data, out, helpers.tiny_cfg(**RESUME_CFG))
     assert run.returncode == 0, run.stderr[-3000:]
-    state = torch.load(out / "state" / "resume.pt", weights_only=False)
+    state = torch.load(out / "state" / "resume.pt", weights_only=True)
     return weights(out), state["memory"]["memory"]
 
 
@@ -79,14 +79,14 @@ def test_kill_9_then_rerun_gives_the_same_weights(tiny_data, tmp_path, helpers, 
     proc.wait(timeout=30)
     proc.stderr.close()
     assert not (tmp_path / "weights.pt").exists(), "the run finished before it was killed"
-    saved = torch.load(tmp_path / "state" / "resume.pt", weights_only=False)["progress"]["step"]
+    saved = torch.load(tmp_path / "state" / "resume.pt", weights_only=True)["progress"]["step"]
     assert 2 <= saved < 32
 
     rerun = helpers.run_pretrain(tiny_data, tmp_path, cfg)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"step {saved})" in rerun.stderr  # "resuming at epoch e batch b (step s)"
     assert_bit_identical(weights(tmp_path), reference[0])
-    bank = torch.load(tmp_path / "state" / "resume.pt", weights_only=False)["memory"]["memory"]
+    bank = torch.load(tmp_path / "state" / "resume.pt", weights_only=True)["memory"]["memory"]
     assert torch.equal(bank, reference[1])
     steps = [m["step"] for m in helpers.read_metrics(tmp_path / "metrics.jsonl")]
     assert steps == list(range(1, 33))
@@ -103,7 +103,7 @@ def test_sigterm_saves_exits_75_and_the_rerun_continues(tiny_data, tmp_path, hel
     assert proc.returncode == EXIT_REQUEUE, stderr[-3000:]
     assert "stopped by SIGTERM" in stderr
     assert not (tmp_path / "weights.pt").exists()
-    state = torch.load(tmp_path / "state" / "resume.pt", weights_only=False)
+    state = torch.load(tmp_path / "state" / "resume.pt", weights_only=True)
     stopped = state["progress"]["step"]
     steps = [m["step"] for m in helpers.read_metrics(metrics)]
     assert steps == list(range(1, stopped + 1))  # the state is at the last finished step
@@ -119,14 +119,14 @@ def test_sigterm_saves_exits_75_and_the_rerun_continues(tiny_data, tmp_path, hel
 def test_config_change_moves_the_old_state_aside(tiny_data, tmp_path, helpers):
     first = helpers.run_pretrain(tiny_data, tmp_path, helpers.tiny_cfg(run={"max_steps": 2}))
     assert first.returncode == 0, first.stderr[-3000:]
-    old = torch.load(tmp_path / "state" / "resume.pt", weights_only=False)["config_hash"]
+    old = torch.load(tmp_path / "state" / "resume.pt", weights_only=True)["config_hash"]
 
     changed = helpers.tiny_cfg(loss={"temperature": 0.2}, run={"max_steps": 1})
     second = helpers.run_pretrain(tiny_data, tmp_path, changed)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "another config" in second.stderr
     assert (tmp_path / "state" / f"resume.pt.stale-{old}").is_file()
-    state = torch.load(tmp_path / "state" / "resume.pt", weights_only=False)
+    state = torch.load(tmp_path / "state" / "resume.pt", weights_only=True)
     assert state["config_hash"] != old and state["progress"]["step"] == 1  # started fresh
     assert [m["step"] for m in helpers.read_metrics(tmp_path / "metrics.jsonl")] == [1]
 
@@ -153,3 +153,33 @@ def test_requeue_only_when_asked(monkeypatch, tmp_path):
     monkeypatch.setenv("SSTL_REQUEUE", "1")
     assert request_requeue() is True
     assert log.read_text().split() == ["requeue", "4242"]
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_state_refuses_and_leftovers_are_cleaned(
+    tiny_data, tmp_path, helpers
+):
+    """Two runs of one job would interleave their saves: the second refuses, naming the first;
+    a killed save's temporary file (its writer's pid is dead) is gone after the next start."""
+    state = tmp_path / "state"
+    state.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    leftover = state / f".resume.pt.tmp-{dead.pid}"
+    leftover.write_bytes(b"half a state")
+    cfg = helpers.tiny_cfg(**{"optim": {"epochs": 40}, "run": {"save_every": 2}})
+    first = start(helpers, tiny_data, tmp_path, cfg)
+    try:
+        wait_for_step(first, tmp_path / "metrics.jsonl", step=2)
+        assert not leftover.exists()
+        second = helpers.run_pretrain(tiny_data, tmp_path, cfg)
+        assert second.returncode == 1, second.stderr[-3000:]
+        assert f"pid {first.pid}" in second.stderr and "in use by another run" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        first.stderr.close()
+    # the first holder is dead (kill -9): a new run takes the lock over and finishes
+    rerun = helpers.run_pretrain(tiny_data, tmp_path, cfg, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]

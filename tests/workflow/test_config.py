@@ -216,7 +216,55 @@ BAD: dict[str, tuple[Callable[..., dict[str, Any]], list[str | re.Pattern]]] = {
         lambda c, k, t: k(c, "pretrain.loss.temperature", -0.1),
         ["pretrain.loss.temperature", "-0.1", "minimum of 0"],
     ),
+    "shell_in_experiment_name": (
+        lambda c, k, t: k(
+            k(c, "experiments.x; touch y", {"description": "evil"}), "run", ["x; touch y"]
+        ),
+        ["experiments: the name 'x; touch y' is not allowed", "letters, digits and _"],
+    ),
+    "command_in_run": (
+        lambda c, k, t: k(c, "run", ["$(touch PWNED)"]),
+        ["run[0] = '$(touch PWNED)' is not allowed", "letters, digits and _"],
+    ),
+    "space_in_dataset_name": (
+        lambda c, k, t: k(
+            k(c, "datasets.ucf 101", {"source": "download"}),
+            "finetune.datasets",
+            ["synthetic", "ucf 101"],
+        ),
+        ["datasets: the name 'ucf 101' is not allowed", "finetune.datasets[1] = 'ucf 101'"],
+    ),
 }
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("partition", "gpu; touch x"), ("partition", "a b"), ("account", "$(id)")],
+)
+def test_slurm_names_are_refused_with_a_clear_message(configs, key, value):
+    cfg = configs["paper"]
+    cfg["resources"]["pretrain"][key] = value
+    with pytest.raises(P.PipelineConfigError) as err:
+        P.validate(cfg, check_paths=False)
+    assert f"resources.pretrain.{key} = {value!r} is not allowed: a Slurm" in str(err.value)
+
+
+HOSTILE_NAMES = ["x; touch y", "$(touch PWNED)", "a b", "../up", "-rf", "it's", "`id`", "",
+                 "é", "a/b", "a\nb", "*", "x>y", "a|b"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_experiment_and_dataset_names_are_refused(configs, name):
+    cfg = configs["config"]
+    cfg["experiments"][name] = {"description": "d"}
+    with pytest.raises(P.PipelineConfigError, match="not allowed") as err:
+        P.validate(cfg)
+    assert repr(name) in str(err.value)
+    del cfg["experiments"][name]
+    cfg["datasets"][name] = {"source": "download"}
+    with pytest.raises(P.PipelineConfigError, match="lower-case letters and digits") as err:
+        P.validate(cfg)
+    assert repr(name) in str(err.value)
 
 
 def _absent(wanted: list[str | re.Pattern], text: str) -> list[str]:

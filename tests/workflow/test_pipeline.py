@@ -201,6 +201,25 @@ def test_launcher():
     assert P.launcher(2).split()[0] == "workflow/scripts/launch.sh"  # relative to the workdir
 
 
+@pytest.mark.parametrize(
+    "checkout", ["/work/my project", "/tmp/$(touch PWNED)", "/x/it's `id`;y", "/a/b\nc", "/x/-rf *"]
+)
+def test_launcher_quotes_a_hostile_checkout_path(checkout, tmp_path):
+    prefix = P.launcher(2, checkout)
+    assert shlex.split(prefix) == [f"{checkout}/workflow/scripts/launch.sh", "2"]
+    # through a real shell: the words arrive intact and nothing runs
+    out = subprocess.run(
+        ["bash", "-c", f"printf '%s\\0' {prefix}"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.stdout.split("\0")[:-1] == [f"{checkout}/workflow/scripts/launch.sh", "2"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_name_patterns_come_from_the_schema():
+    assert P.name_pattern("exp_name") == "[A-Za-z0-9_]+"
+    assert P.name_pattern("dataset_name") == "[a-z0-9]+"
+
+
 # --- cli_json -----------------------------------------------------------------------------------
 
 

@@ -23,8 +23,8 @@ SHARDS = [
 
 
 wildcard_constraints:
-    exp="[A-Za-z0-9_]+",
-    dataset="[a-z0-9]+",
+    exp=P.name_pattern("exp_name"),
+    dataset=P.name_pattern("dataset_name"),
     shard=r"\d+-of-\d+",
 
 
@@ -53,6 +53,10 @@ def res(rule):
 
 def threads(rule):
     return P.resources(config, rule)["cpus"]
+
+
+# Shell strings quote every value with `:q`, except `params.cfg` / `params.spec` (already quoted
+# by P.cli_json) and `params.launch` (a command prefix, quoted by P.launcher).
 
 
 def cfg_arg(stage, exp=None):

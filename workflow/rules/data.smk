@@ -14,7 +14,7 @@ rule synthetic:
     params:
         cfg=cfg_arg("synthetic"),
     shell:
-        "sstl synthetic --cfg {params.cfg} --out data/synthetic/source > {log} 2>&1"
+        "sstl synthetic --cfg {params.cfg} --out data/synthetic/source > {log:q} 2>&1"
 
 
 rule fetch:
@@ -30,8 +30,8 @@ rule fetch:
     params:
         cfg=lambda wc: P.cli_json(config["datasets"][wc.dataset]),
     shell:
-        "sstl fetch --dataset {wildcards.dataset} --cfg {params.cfg}"
-        " --out data/{wildcards.dataset}/source > {log} 2>&1"
+        "sstl fetch --dataset {wildcards.dataset:q} --cfg {params.cfg}"
+        " --out data/{wildcards.dataset:q}/source > {log:q} 2>&1"
 
 
 rule extract:
@@ -58,10 +58,11 @@ rule extract:
         ),
         shard=lambda wc: wc.shard.replace("-of-", "/"),
     shell:
-        "sstl extract --dataset {wildcards.dataset} --source data/{wildcards.dataset}/source"
-        " --store {output.store} --store-root data/{wildcards.dataset}/store"
-        " --shard {params.shard} --cfg {params.cfg}"
-        " --out {output.shard} > {log} 2>&1"
+        "sstl extract --dataset {wildcards.dataset:q}"
+        " --source data/{wildcards.dataset:q}/source"
+        " --store {output.store:q} --store-root data/{wildcards.dataset:q}/store"
+        " --shard {params.shard:q} --cfg {params.cfg}"
+        " --out {output.shard:q} > {log:q} 2>&1"
 
 
 rule manifest:
@@ -77,4 +78,4 @@ rule manifest:
     resources:
         **res("manifest"),
     shell:
-        "sstl manifest --shards {input.shards} --out {output.manifest} > {log} 2>&1"
+        "sstl manifest --shards {input.shards:q} --out {output.manifest:q} > {log:q} 2>&1"

@@ -23,9 +23,10 @@ rule finetune:
         init=init_arg,
         state="state/finetune/{exp}/{dataset}",
     shell:
-        "sstl finetune --cfg {params.cfg} --manifest {input.manifest}"
-        " --store data/{wildcards.dataset}/store --init {params.init} --out {output.weights}"
-        " --state-dir {params.state} --metrics {params.state}/metrics.jsonl > {log} 2>&1"
+        "sstl finetune --cfg {params.cfg} --manifest {input.manifest:q}"
+        " --store data/{wildcards.dataset:q}/store --init {params.init:q}"
+        " --out {output.weights:q} --state-dir {params.state:q}"
+        " --metrics {params.state:q}/metrics.jsonl > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -49,7 +50,7 @@ rule evaluate:
     params:
         cfg=cfg_arg("evaluate"),
     shell:
-        "sstl evaluate --cfg {params.cfg} --manifest {input.manifest}"
-        " --store data/{wildcards.dataset}/store --weights {input.weights}"
-        " --out {output.metrics} --per-class {output.per_class}"
-        " --confusion {output.confusion} > {log} 2>&1"
+        "sstl evaluate --cfg {params.cfg} --manifest {input.manifest:q}"
+        " --store data/{wildcards.dataset:q}/store --weights {input.weights:q}"
+        " --out {output.metrics:q} --per-class {output.per_class:q}"
+        " --confusion {output.confusion:q} > {log:q} 2>&1"

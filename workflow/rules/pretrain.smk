@@ -25,6 +25,7 @@ rule pretrain:
         # resume state: NOT an output, so it survives a failed or preempted job
         state="state/pretrain/{exp}",
     shell:
-        "{params.launch} sstl pretrain --cfg {params.cfg} --manifest {input.manifest}"
-        " --store {params.store} --out {output.weights} --state-dir {params.state}"
-        " --metrics {params.state}/metrics.jsonl --tensorboard {params.state}/tb > {log} 2>&1"
+        "{params.launch} sstl pretrain --cfg {params.cfg} --manifest {input.manifest:q}"
+        " --store {params.store:q} --out {output.weights:q} --state-dir {params.state:q}"
+        " --metrics {params.state:q}/metrics.jsonl --tensorboard {params.state:q}/tb"
+        " > {log:q} 2>&1"

@@ -37,4 +37,4 @@ rule report:
         spec=lambda wc: P.cli_json(P.report_spec(config)),
     shell:
         "sstl report --spec {params.spec} --runs runs --out results"
-        " --manifests {input.manifests} > {log} 2>&1"
+        " --manifests {input.manifests:q} > {log:q} 2>&1"

@@ -22,9 +22,9 @@ rule retrieve:
         cfg=cfg_arg("retrieve"),
         init=init_arg,
     shell:
-        "sstl retrieve --cfg {params.cfg} --manifest {input.manifest}"
-        " --store data/{wildcards.dataset}/store --weights {params.init}"
-        " --out {output.metrics} > {log} 2>&1"
+        "sstl retrieve --cfg {params.cfg} --manifest {input.manifest:q}"
+        " --store data/{wildcards.dataset:q}/store --weights {params.init:q}"
+        " --out {output.metrics:q} > {log:q} 2>&1"
 
 
 rule analyse:
@@ -45,7 +45,7 @@ rule analyse:
         cfg=cfg_arg("analyse"),
         init=init_arg,
     shell:
-        "sstl analyse --cfg {params.cfg} --manifest {input.manifest}"
-        " --store data/{wildcards.dataset}/store --weights {params.init}"
-        " --experiment {wildcards.exp} --dataset {wildcards.dataset}"
-        " --out {output.similarity} > {log} 2>&1"
+        "sstl analyse --cfg {params.cfg} --manifest {input.manifest:q}"
+        " --store data/{wildcards.dataset:q}/store --weights {params.init:q}"
+        " --experiment {wildcards.exp:q} --dataset {wildcards.dataset:q}"
+        " --out {output.similarity:q} > {log:q} 2>&1"
