@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from sstl.config import ConfigError, DatasetConfig, load_section, to_dict
-from sstl.data.archive import ArchiveError, Limits, extract
+from sstl.data.archive import extract
+from sstl.data.archive_safety import ArchiveError, Limits
 from sstl.data.download import DownloadError, download
 from sstl.data.splits import OFFICIAL, Split, load, official_dir
 from sstl.files import write_json

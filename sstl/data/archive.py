@@ -26,34 +26,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from sstl.data.archive_rar import INSTALL_HINT, extract_rar
+from sstl.data.archive_rar import extract_rar
 from sstl.data.archive_safety import (
     ArchiveError,
-    ArchiveTooLargeError,
     CorruptArchiveError,
-    ExtractorMissingError,
     Limits,
-    Member,
     SizeBudget,
-    UnsafeArchiveError,
-    check_members,
     verify_tree,
 )
 from sstl.data.archive_ziptar import extract_tar, extract_zip
-
-# the errors and checks were defined here before the split; callers still import them from here
-__all__ = [
-    "INSTALL_HINT",
-    "ArchiveError",
-    "ArchiveTooLargeError",
-    "CorruptArchiveError",
-    "ExtractorMissingError",
-    "Limits",
-    "Member",
-    "UnsafeArchiveError",
-    "check_members",
-    "extract",
-]
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from sstl.files import sha256_file
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChecksumError", "DownloadError", "download", "sha256_file"]
+__all__ = ["ChecksumError", "DownloadError", "download"]
 
 
 class DownloadError(RuntimeError):

@@ -46,31 +46,13 @@ import numpy as np
 from tqdm import tqdm
 
 from sstl.config import ConfigError, SyntheticConfig, load_section, to_dict
-from sstl.data.synthetic_render import (  # re-exported: the dataset's public names live here
-    BACKGROUNDS,
+from sstl.data.synthetic_render import (
     MOTIONS,
-    Appearance,
-    Motion,
-    motion_by_name,
     render_video,
     sample_appearance,
 )
 from sstl.files import write_json
 from sstl.runtime import log_startup, parse_cfg, setup_logging
-
-__all__ = [
-    "BACKGROUNDS",
-    "MOTIONS",
-    "Appearance",
-    "Motion",
-    "generate",
-    "motion_by_name",
-    "plan",
-    "render_video",
-    "sample_appearance",
-    "video_id",
-    "write_video",
-]
 
 log = logging.getLogger(__name__)
 

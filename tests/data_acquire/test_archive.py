@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sstl.data.archive import ArchiveError, ExtractorMissingError, UnsafeArchiveError, extract
+from sstl.data.archive import extract
+from sstl.data.archive_safety import ArchiveError, ExtractorMissingError, UnsafeArchiveError
 
 SUBDIR_FILES = {
     "sub/dir1/file1.txt",
@@ -67,7 +68,8 @@ def test_rar_symlink_checked_after_extraction_when_unlisted(rar_tools, archives,
     parent.mkdir()
     env = {**os.environ, "PATH": str(bin_dir)}
     code = (
-        "import sys; from sstl.data.archive import extract, UnsafeArchiveError\n"
+        "import sys; from sstl.data.archive import extract\n"
+        "from sstl.data.archive_safety import UnsafeArchiveError\n"
         "try: extract(sys.argv[1], sys.argv[2])\n"
         "except UnsafeArchiveError as e: print('REFUSED', e.member, e.reason); sys.exit(3)\n"
     )

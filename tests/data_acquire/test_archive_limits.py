@@ -15,14 +15,15 @@ from pathlib import Path
 import pytest
 
 from sstl.data import archive_rar, archive_ziptar
-from sstl.data.archive import (
+from sstl.data.archive import extract
+from sstl.data.archive_safety import (
+    GIB,
     ArchiveError,
     ArchiveTooLargeError,
     CorruptArchiveError,
     Limits,
-    extract,
+    SizeBudget,
 )
-from sstl.data.archive_safety import GIB, SizeBudget
 
 MB = 1 << 20
 

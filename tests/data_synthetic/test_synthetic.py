@@ -53,18 +53,18 @@ def _motion_features(clip: np.ndarray, background: np.ndarray) -> np.ndarray:
 
 
 def test_motions_are_named_and_distinct():
-    names = [m.name for m in synthetic.MOTIONS]
+    names = [m.name for m in synthetic_render.MOTIONS]
     assert len(names) >= 12 and len(set(names)) == len(names)
     assert all(re.fullmatch(r"[A-Z][A-Za-z]+", n) for n in names), names
-    assert synthetic.motion_by_name("MoveRight") is synthetic.MOTIONS[0]
+    assert synthetic_render.motion_by_name("MoveRight") is synthetic_render.MOTIONS[0]
     with pytest.raises(ValueError, match="NoSuchMotion"):
-        synthetic.motion_by_name("NoSuchMotion")
+        synthetic_render.motion_by_name("NoSuchMotion")
 
 
 def test_layout_matches_ucf101(small_dataset, small_cfg):
     out, summary = small_dataset
     classes = _lines(out / "splits" / "classInd.txt")
-    names = [m.name for m in synthetic.MOTIONS[: small_cfg.classes]]
+    names = [m.name for m in synthetic_render.MOTIONS[: small_cfg.classes]]
     assert classes == [f"{i + 1} {n}" for i, n in enumerate(names)]
     groups: dict[str, set[str]] = {"train": set(), "test": set()}
     listed = set()
@@ -103,11 +103,13 @@ def test_videos_decode_with_faithful_colours(small_dataset, small_cfg):
         frames = _decode(path)
         assert frames.shape == (small_cfg.frames, small_cfg.size, small_cfg.size, 3)
         # Re-render from the documented seed: the encoded file must keep the colours.
-        c = [m.name for m in synthetic.MOTIONS].index(rel.split("/")[0])
+        c = [m.name for m in synthetic_render.MOTIONS].index(rel.split("/")[0])
         g, k = (int(x) for x in NAME.match(rel).groups()[1:])
         rng = np.random.default_rng([small_cfg.seed, c, (g - 1) * 4 + k - 1])
-        app = synthetic.sample_appearance(rng)
-        ref = synthetic.render_video(synthetic.MOTIONS[c], app, small_cfg.frames, 32, rng)
+        app = synthetic_render.sample_appearance(rng)
+        ref = synthetic_render.render_video(
+            synthetic_render.MOTIONS[c], app, small_cfg.frames, 32, rng
+        )
         err = np.abs(frames.astype(np.int16) - ref).mean()
         assert err < 6, f"{rel}: mean abs error {err:.1f} vs the rendered frames"
 
@@ -173,11 +175,11 @@ def test_motion_tells_the_class(rendered):
 
 
 def test_every_16_frame_window_shows_motion():
-    for c, motion in enumerate(synthetic.MOTIONS):
+    for c, motion in enumerate(synthetic_render.MOTIONS):
         for i in range(2):
             rng = np.random.default_rng([7, c, i])
-            app = synthetic.sample_appearance(rng)
-            video = synthetic.render_video(motion, app, 48, 64, rng).astype(np.int16)
+            app = synthetic_render.sample_appearance(rng)
+            video = synthetic_render.render_video(motion, app, 48, 64, rng).astype(np.int16)
             for start in range(48 - 16 + 1):
                 window = video[start : start + 16]
                 changed = (np.abs(window - window[0]).sum(-1) > 40).sum((1, 2))  # [16] pixels
@@ -189,8 +191,8 @@ def test_every_16_frame_window_shows_motion():
 
 def test_wraparound_keeps_the_object_whole():
     rng = np.random.default_rng([0, 0, 0])
-    app = synthetic.sample_appearance(rng)
-    video = synthetic.render_video("MoveRightFast", app, 48, 64, rng)  # crosses a border
+    app = synthetic_render.sample_appearance(rng)
+    video = synthetic_render.render_video("MoveRightFast", app, 48, 64, rng)  # crosses a border
     bg = synthetic_render._background(app.background, 64)
     area = (np.abs(video.astype(np.float32) - bg).sum(-1) > 40).sum((1, 2))  # [T]
     assert area.min() > 0.8 * area.max(), f"object area varies {area.min()}..{area.max()}"
@@ -200,7 +202,9 @@ def test_palette_is_small_and_shared():
     cfg = SyntheticConfig()
     looks = []
     for _, c, g, k in synthetic.plan(cfg):
-        app = synthetic.sample_appearance(np.random.default_rng([cfg.seed, c, (g - 1) * 4 + k - 1]))
+        app = synthetic_render.sample_appearance(
+            np.random.default_rng([cfg.seed, c, (g - 1) * 4 + k - 1])
+        )
         looks.append((app.shape, app.colour, app.texture, app.background))
     counts = Counter(looks)
     shared = sum(n for n in counts.values() if n > 1) / len(looks)

@@ -128,7 +128,8 @@ def tiny_store(tmp_path_factory):
     from sstl.config import StoreConfig
     from sstl.data.clips import MANIFEST_COLUMNS
     from sstl.data.store import write_store
-    from sstl.data.synthetic import render_video, sample_appearance, write_video
+    from sstl.data.synthetic import write_video
+    from sstl.data.synthetic_render import render_video, sample_appearance
 
     root = tmp_path_factory.mktemp("tiny")
     rng = np.random.default_rng(0)
