@@ -47,7 +47,9 @@ def test_push_pull_round_trip(tiny_run, tmp_path):
     assert "config/tiny.yaml" in report["params"]
     outs = {o["path"]: o for o in report["outs"]}
     assert outs["results/tables/table1.csv"]["md5"]
-    assert lock["pretrain-sstl"]["params"]["config/tiny.yaml"]["pretrain"]["optim"]["epochs"] == 2
+    assert (
+        lock["pretrain-sstl"]["params"]["config/tiny.yaml"]["pretrain.optim.epochs"] == 2
+    )  # leaf keys
 
     run(["dvc", "push"], tiny_run)
     run(["git", "add", "dvc.yaml", "dvc.lock", ".gitignore"], tiny_run)
