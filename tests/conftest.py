@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +29,45 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_dir() -> Path:
     return REPO
+
+
+def write_video(path: Path, frames: np.ndarray, codec: str, fps: int = 25) -> Path:
+    """Encode ``frames [T, H, W, 3]`` uint8 RGB into ``path`` with PyAV (container from suffix)."""
+    _, h, w, _ = frames.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+# Generated videos of the shapes the real samples lack, each in another container:
+# name -> (frames, height, width, codec). The real UCF101 / HMDB51 samples are landscape.
+ODD_VIDEOS = {
+    "portrait.mkv": (20, 64, 36, "libx264"),
+    "square.webm": (20, 48, 48, "libvpx-vp9"),
+    "tiny.avi": (20, 2, 2, "mpeg4"),  # 2x2 pixels
+    "one_frame.mp4": (1, 48, 80, "libx264"),
+}
+
+
+@pytest.fixture(scope="session")
+def odd_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real encoded videos of other shapes: portrait, square, 2x2 pixels, a single frame.
+
+    Their content is a seeded random texture sliding one pixel per frame (so it moves).
+    """
+    root = tmp_path_factory.mktemp("odd_videos")
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (t, h, w, codec) in ODD_VIDEOS.items():
+        texture = rng.integers(0, 256, (h + t, w + t, 3), dtype=np.uint8)
+        frames = np.stack([texture[i : i + h, i : i + w] for i in range(t)])
+        out[name] = write_video(root / name, frames, codec)
+    return out
 
 
 # CI (``.ci/run`` sets SSTL_CI=1) must run every test: there a skip is a failure, so a missing

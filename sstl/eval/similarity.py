@@ -80,7 +80,8 @@ def _projections(model: Any, loader: Any, crop: int, device: Any) -> np.ndarray:
         for batch in loader:
             frames = batch["frames"]  # [B, C, T, H, W, 3] uint8, C clips or views per video
             b, c = frames.shape[:2]
-            x = center_crop_normalize(frames.flatten(0, 1).to(device), crop)  # [B*C, 3, T, s, s]
+            x = center_crop_normalize(frames.to(device), crop, sizes=batch.get("sizes"))
+            x = x.flatten(0, 1)  # [B*C, 3, T, s, s]
             proj = model(x)["proj"].float().cpu().numpy()
             out.append(proj.reshape(b, c, -1))
     return np.concatenate(out)

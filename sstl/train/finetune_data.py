@@ -53,11 +53,12 @@ class FinetuneTransform:
 def augment_batch(
     augment: SpatialAugment, batch: dict[str, Any], device: torch.device
 ) -> torch.Tensor:
-    """``frames [B, T, H, W, 3] uint8`` -> ``[B, 3, T, S, S]`` float on ``device``."""
-    frames = batch["frames"].to(device, non_blocking=True)
+    """``frames [B, T, H, W, 3] uint8`` (zero-padded; real ``sizes [B, 2]``) -> ``[B, 3, T, S, S]``
+    float on ``device``."""
+    frames, sizes = batch["frames"].to(device, non_blocking=True), batch.get("sizes")
     if not augment.cfg.enabled:
-        return augment(frames)  # centre crop + normalise
-    return augment.apply(frames, batch["spatial"])
+        return augment(frames, sizes=sizes)  # centre crop + normalise
+    return augment.apply(frames, batch["spatial"], sizes)
 
 
 def build_loaders(
