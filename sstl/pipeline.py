@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from sstl import config as C
+from sstl.data.splits import official_dir
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -221,6 +222,42 @@ def validate(
                 f"folder: point it at the folder holding the {name} videos, or set "
                 f"datasets.{name}.source: download"
             )
+        if check_paths and ds.annotations and not Path(ds.annotations).expanduser().is_dir():
+            raise PipelineConfigError(
+                f"datasets.{name}.annotations = {ds.annotations!r} does not exist or is not a "
+                f"folder: point it at the folder holding {name}'s split files, or remove the key "
+                "to use the packaged official ones"
+            )
+    if check_paths:
+        _check_pretraining_split(config)
+
+
+def _check_pretraining_split(config: Mapping[str, Any]) -> None:
+    """Kinetics-400 pretrains on its train split, whose train.csv is not packaged: it must be in
+    ``annotations`` (or among the download ``urls``) before any job starts."""
+    names = {
+        _section(config, e, "pretrain").get("dataset")
+        for e in run_experiments(config)
+        if not is_scratch(config, e)
+    }
+    if "kinetics400" not in names:
+        return
+    ds = dataset_config(config, "kinetics400")
+    folder = Path(ds.annotations).expanduser() if ds.annotations else official_dir("kinetics400")
+    listed = (folder / "train.csv").is_file()
+    if ds.source == "download" and (not ds.urls or "train.csv" in map(_file_name, ds.urls)):
+        listed = True  # fetched with the archives (empty urls: the fetch job says what to do)
+    if not listed:
+        raise PipelineConfigError(
+            f"pretrain.dataset is kinetics400, which pretrains on its train split, but {folder} "
+            "has no train.csv: put Kinetics-400's train.csv (label,youtube_id,time_start,"
+            "time_end,split) in a folder and set datasets.kinetics400.annotations to it (only "
+            "validate.csv is packaged)"
+        )
+
+
+def _file_name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:

@@ -97,3 +97,57 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"SSTL_CI=1: every test must run here, but it skipped: {reason}"
+
+
+# A Kinetics-400 subset: (label, YouTube id, start, end, part). Labels with spaces, an apostrophe
+# and brackets; ids with "-" and "_" (real ids are 11 characters of [A-Za-z0-9_-]).
+KINETICS_CLIPS = [
+    ("massaging person's head", "-abc_DEF-12", 5, 15, "train"),
+    ("passing American football (in game)", "x_Y-z012345", 0, 10, "train"),
+    ("abseiling", "AbCdEfGhIjK", 30, 40, "train"),
+    ("abseiling", "__--__--__a", 1, 11, "train"),
+    ("massaging person's head", "ZyXwVuTsRqP", 12, 22, "val"),
+]
+KINETICS_LAYOUTS = ("spaces", "underscores", "flat")
+
+
+def kinetics_copy(root: Path, layout: str, videos: list[Path]) -> tuple[Path, Path]:
+    """A local Kinetics-400 copy of KINETICS_CLIPS in ``layout`` and its annotation folder.
+
+    ``spaces``: ``<label>/<id>_<start:06d>_<end:06d>.<ext>`` (the download tools' naming);
+    ``underscores``: the same with ``_`` for spaces in the label folders; ``flat``: split-part
+    folders ``train/`` and ``val/`` with unpadded ``<id>_<start>_<end>.<ext>``. The clips cycle
+    through ``videos`` (each keeps its container: .mkv, .webm, .avi, .mp4). Returns (videos
+    folder, annotations folder with train.csv and validate.csv).
+    """
+    copy, notes = root / "kinetics400", root / "annotations"
+    notes.mkdir(parents=True)
+    rows = {"train": [], "val": []}
+    for k, (label, ytid, start, end, part) in enumerate(KINETICS_CLIPS):
+        src = videos[k % len(videos)]
+        if layout == "flat":
+            rel = f"{part}/{ytid}_{start}_{end}{src.suffix}"
+        else:
+            folder = label.replace(" ", "_") if layout == "underscores" else label
+            rel = f"{folder}/{ytid}_{start:06d}_{end:06d}{src.suffix}"
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, copy / rel)
+        split = "validate" if part == "val" else part
+        rows[part].append(f'"{label}",{ytid},{start},{end},{split}\n')
+    header = "label,youtube_id,time_start,time_end,split\n"
+    (notes / "train.csv").write_text(header + "".join(rows["train"]))
+    (notes / "validate.csv").write_text(header + "".join(rows["val"]))
+    return copy, notes
+
+
+@pytest.fixture(scope="session")
+def kinetics_copies(
+    tmp_path_factory: pytest.TempPathFactory, odd_videos: dict[str, Path], shared_dir: Path
+) -> dict[str, tuple[Path, Path]]:
+    """layout -> (videos folder, annotations folder) for every layout in KINETICS_LAYOUTS."""
+    hmdb = shared_dir / "videos" / "hmdb51" / "50_FIRST_DATES_drink_u_nm_np1_fr_goo_29.mp4"
+    videos = [*odd_videos.values(), hmdb]
+    return {
+        layout: kinetics_copy(tmp_path_factory.mktemp(f"k400_{layout}"), layout, videos)
+        for layout in KINETICS_LAYOUTS
+    }
