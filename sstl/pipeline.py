@@ -34,7 +34,15 @@ PARAM_KEYS: dict[str, list[str]] = {
     "evaluate": ["evaluate", "experiments"],
     "retrieve": ["seed", "retrieval", "pretrain.model", "experiments"],
     "analyse": ["seed", "analysis", "pretrain.model", "pretrain.temporal", "experiments"],
-    "report": ["report", "run"],
+    "report": [
+        "report",
+        "run",
+        "pretrain.dataset",
+        "pretrain.model",
+        "finetune.spatial",
+        "finetune.clip_len",
+        "experiments",
+    ],
 }
 
 # Experiment override sections and what they override.
@@ -291,11 +299,32 @@ def final_targets(config: Mapping[str, Any]) -> list[str]:
     return list(REPORT_OUTPUTS)
 
 
+def report_settings(config: Mapping[str, Any], exp: str) -> dict[str, Any]:
+    """What experiment ``exp`` ran, for the report's descriptive columns (backbone, fine-tuning
+    input size and clip length, pretraining data) beside the paper's."""
+    ft = C.load_section(C.FinetuneConfig, stage_config(config, "finetune", exp), "finetune")
+    m = ft.model
+    backbone = "R3D-18" if m.arch == "r3d_18" else f"{m.arch} (width {m.width})"
+    return {
+        "backbone": backbone + (", stem max-pool" if m.stem_pool else ""),
+        "finetune_input": f"{ft.spatial.crop_size}×{ft.spatial.crop_size}, {ft.clip_len} frames",
+        "pretrain_data": None
+        if is_scratch(config, exp)
+        else stage_config(config, "pretrain", exp)["dataset"],
+    }
+
+
 def report_spec(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``sstl report`` needs: the table mapping, which experiments ran, and the config hash."""
+    """What ``sstl report`` needs: the table mapping, which experiments ran, what each ran
+    (``settings``), and the config hash."""
     return {
         **dict(config.get("report") or {}),
         "run": run_experiments(config),
+        "settings": {
+            e: report_settings(config, e)
+            for e in run_experiments(config)
+            if e in (config.get("experiments") or {})
+        },
         "experiments": {
             k: (v or {}).get("description", "") for k, v in config["experiments"].items()
         },

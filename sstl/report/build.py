@@ -127,6 +127,15 @@ def cli(argv: list[str]) -> int:
         if path is not None and not path.is_file():
             parser.error(f"{path} does not exist")
     provenance = provenance_of(args.config, args.manifests, spec)
+    for ds, facts in provenance["manifests"].items():
+        if facts.get("same_checksum"):
+            log.warning(
+                "%s: %d train/test pair(s) of videos have the same source checksum, e.g. %s "
+                "(report.md lists them)",
+                ds,
+                facts["same_checksum"],
+                facts["same_checksum_pairs"][0],
+            )
     tables = build_tables(spec, args.runs, provenance)
     write_tables(tables, args.out / "tables")
     missing = make_figures(spec, args.runs, args.out / "figures")
