@@ -14,6 +14,7 @@ from sstl.config import SpatialConfig
 
 def check_sizes(sizes: Tensor, n: int, height: int, width: int) -> None:
     """``sizes`` must be ``[n, 2]`` with 1 <= h <= height and 1 <= w <= width."""
+    sizes = sizes.cpu()
     ok = sizes.shape == (n, 2) and not sizes.is_floating_point()
     ok = ok and bool((sizes >= 1).all()) and bool((sizes <= torch.tensor([height, width])).all())
     if not ok:

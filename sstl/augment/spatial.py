@@ -75,6 +75,11 @@ def _empty(shape: Sequence[int], device: torch.device) -> Tensor:
     return torch.from_numpy(np.empty(shape, dtype=np.float32))
 
 
+def _one_size(sizes: Tensor | None, height: int, width: int) -> bool:
+    """True when every clip fills the ``height x width`` canvas (``sizes`` None or all equal)."""
+    return sizes is None or bool((sizes.cpu() == torch.tensor([height, width])).all())
+
+
 def center_crop_normalize(
     clips: Tensor,
     size: int,
@@ -93,10 +98,11 @@ def center_crop_normalize(
     are processed in groups of one size, each exactly as if it were alone and unpadded.
     """
     *lead, t, h, w, _ = clips.shape
-    if sizes is None or bool((sizes == torch.tensor([h, w])).all()):
+    if _one_size(sizes, h, w):
         return _center_crop(clips, size, mean, std)
     if not lead:
         raise ValueError(f"sizes need a batch dimension: clips are {tuple(clips.shape)}")
+    sizes = sizes.cpu()
     check_sizes(sizes, lead[0], h, w)
     out = _empty((*lead, 3, t, size, size), clips.device)
     for hw in torch.unique(sizes, dim=0).tolist():
@@ -205,10 +211,11 @@ class SpatialAugment(nn.Module):
         size, dev = self.cfg.crop_size, clips.device
         step = self.cpu_chunk if dev.type == "cpu" else n
         chunks = [slice(i, i + step) for i in range(0, n, step)]
-        if sizes is None or bool((sizes == torch.tensor([h, w])).all()):
+        if _one_size(sizes, h, w):
             canvas = [(h, w)] * len(chunks)
             grid = crop_grid(params, h, w, size).to(dev)
         else:
+            sizes = sizes.cpu()
             check_sizes(sizes, n, h, w)
             canvas = [tuple(int(v) for v in sizes[part].amax(0)) for part in chunks]
             per_clip = torch.tensor(
@@ -258,7 +265,7 @@ class SpatialAugment(nn.Module):
     ) -> dict[str, Tensor]:
         """:meth:`sample_params` for ``n`` clips of the canvas ``height x width``, or of their own
         ``sizes [n, 2]`` (one draw per clip, in order) when those differ from the canvas."""
-        if sizes is None or bool((sizes == torch.tensor([height, width])).all()):
+        if _one_size(sizes, height, width):
             return self.sample_params(n, height, width, generator)
         check_sizes(sizes, n, height, width)
         draws = [self.sample_params(1, int(h), int(w), generator) for h, w in sizes.tolist()]

@@ -18,7 +18,6 @@ there.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 from sstl.config import ConfigError, DatasetConfig, load_section, to_dict
 from sstl.data.archive import ArchiveError, extract
 from sstl.data.download import DownloadError, download
-from sstl.data.layout import VIDEO_SUFFIXES, Located, locate, video_files
+from sstl.data.layout import VIDEO_SUFFIXES, Located, locate, video_files, write_located
 from sstl.data.splits import OFFICIAL, Split, load, mentioned, official_dir
 from sstl.runtime import log_startup, parse_cfg, setup_logging, write_json
 
@@ -196,10 +195,7 @@ def _validate(name: str, cfg: DatasetConfig, out_dir: Path) -> dict[str, Any]:
     missing_file = out_dir / "missing.txt"
     missing_file.write_text("".join(f"{rel}\n" for rel in missing))
     located_file = out_dir / "located.csv"
-    with located_file.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["listed", "path"])
-        writer.writerows(sorted(located.paths.items()))
+    write_located(located_file, located)
     unlisted = _unlisted_note(located, videos)
     if unlisted:
         log.warning("%s", unlisted)

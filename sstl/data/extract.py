@@ -12,7 +12,6 @@ which must both match for the file to be reused.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import logging
 import os
@@ -29,6 +28,7 @@ from tqdm import tqdm
 from sstl.config import ConfigError, StoreConfig, load_section
 from sstl.data import splits
 from sstl.data.clips import MANIFEST_COLUMNS, load_manifest
+from sstl.data.layout import read_located
 from sstl.data.store import StoreReader, store_ext, write_store
 from sstl.data.video import VideoDecodeError
 from sstl.runtime import log_startup, parse_cfg, setup_logging
@@ -251,15 +251,6 @@ def split_entries(name: str, split_dir: str | os.PathLike, split: int = 1) -> li
             for rel, label in items
         ]
     return entries
-
-
-def read_located(path: Path) -> dict[str, str] | None:
-    """``sstl fetch``'s ``located.csv`` (listed path -> found path), None when there is none
-    (a generated source: the listed paths are the files)."""
-    if not path.is_file():
-        return None
-    with path.open(newline="") as fh:
-        return {row["listed"]: row["path"] for row in csv.DictReader(fh)}
 
 
 def cli_extract(argv: list[str]) -> int:

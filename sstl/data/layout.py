@@ -18,6 +18,7 @@ when the listed videos sit one folder deeper than ``videos/``.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from collections import defaultdict
@@ -138,6 +139,24 @@ def _locate_by_path(split: Split, files: list[str], known: set[str]) -> Located:
         top = max(sorted(deeper), key=deeper.__getitem__)
         out.hint = f"{deeper[top]} listed videos are one folder deeper, under '{top}/'"
     return out
+
+
+def read_located(path: str | os.PathLike) -> dict[str, str] | None:
+    """``sstl fetch``'s ``located.csv`` (listed path -> found path), None when there is none
+    (a generated source: the listed paths are the files)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with path.open(newline="") as fh:
+        return {row["listed"]: row["path"] for row in csv.DictReader(fh)}
+
+
+def write_located(path: str | os.PathLike, located: Located) -> None:
+    """``located.csv``: ``listed,path`` rows (relative to ``videos/``), sorted."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["listed", "path"])
+        writer.writerows(sorted(located.paths.items()))
 
 
 def locate(name: str, split: Split, files: list[str], known: set[str]) -> Located:

@@ -12,7 +12,8 @@ import pytest
 
 from sstl.config import ConfigError, DatasetConfig
 from sstl.data.acquire import MissingVideosError, acquire, cli
-from sstl.data.extract import extract_shard, read_located, split_entries
+from sstl.data.extract import extract_shard, split_entries
+from sstl.data.layout import read_located
 
 HMDB = {  # the real HMDB51 samples (re-encoded .mp4) -> class folder
     "50_FIRST_DATES_drink_u_nm_np1_fr_goo_29.mp4": "drink",
