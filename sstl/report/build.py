@@ -34,12 +34,15 @@ cell. The workflow builds it from the config's ``report:`` section (``sstl.pipel
     figure5: {with_temp: sstl, without_temp: sstl_no_temp, dataset: synthetic}
     experiments: {name: description} or [names]  # optional: experiments the config defines
     run: [names]                                 # optional: experiments the config runs
+    settings: {name: {backbone: "R3D-18", finetune_input: "112×112, 16 frames",
+                      pretrain_data: kinetics400}}  # optional: what each experiment ran, shown
+        # in our rows' descriptive columns beside the paper's (sstl.pipeline.report_settings)
     config_hash: "..."                           # optional: sstl.pipeline.config_hash
 
 Row keys are those of ``sstl/report/paper.yaml`` (only its ``reproducible`` rows may be mapped);
-every table, figure, ``experiments``, ``run`` and ``config_hash`` key is optional. A row mapped to
-null or missing, an experiment outside ``experiments``/``run``, or a missing metrics file
-makes the cell say "not run: why", never a number.
+every table, figure, ``experiments``, ``run``, ``settings`` and ``config_hash`` key is optional.
+A row mapped to null or missing, an experiment outside ``experiments``/``run``, or a missing
+metrics file makes the cell say "not run: why", never a number.
 """
 
 from __future__ import annotations
