@@ -8,7 +8,11 @@ GaussianBlur p=0.5, RandomHorizontalFlip, then ToDtype + Normalize. The batched 
 code the trainer runs: one batch on a GPU (``--device cuda`` to time it there), cache-sized
 chunks of ``SpatialAugment.cpu_chunk`` clips on the CPU. Runs in about 15 s.
 
-    python bench/augment.py --batch 16 --iters 7
+``--mixed``: the clips cycle through the frame sizes of real stores (170x128, 152x128, portrait
+128x170, square 128x128); the batched side gets them zero-padded to 128x170 / 170x128 with their
+``sizes`` (as collate hands them over), torchvision each clip at its own size.
+
+    python bench/augment.py --batch 16 --iters 7 [--mixed]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from sstl.augment.spatial import KINETICS_MEAN, KINETICS_STD, SpatialAugment, tw
 from sstl.config import SpatialConfig
 
 T, H, W = 16, 128, 171
+MIXED = [(128, 171), (128, 152), (171, 128), (128, 128)]  # (h, w) of --mixed clips
 
 
 def torchvision_pipeline(cfg: SpatialConfig, kernel_size: int) -> v2.Compose:
@@ -45,12 +50,14 @@ def torchvision_pipeline(cfg: SpatialConfig, kernel_size: int) -> v2.Compose:
     )
 
 
-def batched_round(aug: SpatialAugment, views: torch.Tensor, gen: torch.Generator) -> float:
+def batched_round(
+    aug: SpatialAugment, views: torch.Tensor, gen: torch.Generator, sizes: torch.Tensor | None
+) -> float:
     """Seconds for one two-view batch through ``two_view_augment``."""
     sync = torch.cuda.synchronize if views.is_cuda else (lambda: None)
     sync()
     start = time.perf_counter()
-    x, y = two_view_augment(aug, views, gen)
+    x, y = two_view_augment(aug, views, gen, sizes)
     sync()
     assert x.shape == y.shape == (len(views), 3, T, aug.cfg.crop_size, aug.cfg.crop_size)
     return time.perf_counter() - start
@@ -71,21 +78,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=7, help="timed rounds (batches) per side")
     parser.add_argument("--device", default="cpu", help="device of the batched side")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = per core)")
+    parser.add_argument("--mixed", action="store_true", help="clips of mixed frame sizes")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = SpatialConfig()
     aug = SpatialAugment(cfg)
-    views = torch.randint(0, 256, (args.batch, 2, T, H, W, 3), dtype=torch.uint8)
-    # [B, 2, T, 3, H, W] contiguous: the baseline gets its preferred layout for free.
-    videos = [[tv_tensors.Video(v.permute(0, 3, 1, 2).contiguous()) for v in c] for c in views]
+    side = max(H, W)
+    views = torch.randint(0, 256, (args.batch, 2, T, side, side, 3), dtype=torch.uint8)
+    shapes = [MIXED[i % len(MIXED)] if args.mixed else (H, W) for i in range(args.batch)]
+    for v, (h, w) in zip(views, shapes, strict=True):  # zero padding, as collate leaves it
+        v[:, :, h:], v[:, :, :, w:] = 0, 0
+    views = views[:, :, :, : max(h for h, _ in shapes), : max(w for _, w in shapes)].contiguous()
+    sizes = torch.tensor(shapes) if args.mixed else None
+    # [B, 2, T, 3, h, w] contiguous at each clip's own size: the baseline's preferred layout
+    videos = [
+        [tv_tensors.Video(v[:, :h, :w].permute(0, 3, 1, 2).contiguous()) for v in c]
+        for c, (h, w) in zip(views, shapes, strict=True)
+    ]
     pipeline = torchvision_pipeline(cfg, aug.kernel_size)
     device_views, gen = views.to(args.device), torch.Generator().manual_seed(0)
-    batched_round(aug, device_views, gen), per_clip_round(pipeline, videos[:1])  # warm-up
+    batched_round(aug, device_views, gen, sizes), per_clip_round(pipeline, videos[:1])  # warm-up
     # Interleaved rounds; the speedup is the median of per-round ratios, so load from other
     # processes that drifts over the run hits both sides of a ratio alike.
     rounds = [
-        (batched_round(aug, device_views, gen), per_clip_round(pipeline, videos))
+        (batched_round(aug, device_views, gen, sizes), per_clip_round(pipeline, videos))
         for _ in range(args.iters)
     ]
     batched = args.batch / statistics.median(r[0] for r in rounds)
@@ -95,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "threads": args.threads,
         "device": args.device,
+        "mixed": args.mixed,
         "batched_clips_per_s": round(batched, 2),
         "torchvision_clips_per_s": round(per_clip, 2),
         "speedup": round(speedup, 2),

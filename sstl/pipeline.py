@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from sstl import config as C
+from sstl.data.splits import official_dir
 from sstl.files import config_hash
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -202,6 +203,11 @@ def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str
         keys += [*_leaves(config.get("report"), "report"), "run"]
         keys += [f"experiments.{e}.description" for e, v in config["experiments"].items()
                  if (v or {}).get("description")]  # fmt: skip
+        for exp in [None, *run_experiments(config)]:  # what report_settings reads
+            base = "" if exp is None else f"experiments.{exp}."
+            for path in REPORT_SETTINGS:
+                node = _get(config, base + path)
+                keys += [] if node is None else _leaves(node, base + path)
     return sorted(set(keys))
 
 
@@ -276,6 +282,42 @@ def validate(
                 f"folder: point it at the folder holding the {name} videos, or set "
                 f"datasets.{name}.source: download"
             )
+        if check_paths and ds.annotations and not Path(ds.annotations).expanduser().is_dir():
+            raise PipelineConfigError(
+                f"datasets.{name}.annotations = {ds.annotations!r} does not exist or is not a "
+                f"folder: point it at the folder holding {name}'s split files, or remove the key "
+                "to use the packaged official ones"
+            )
+    if check_paths:
+        _check_pretraining_split(config)
+
+
+def _check_pretraining_split(config: Mapping[str, Any]) -> None:
+    """Kinetics-400 pretrains on its train split, whose train.csv is not packaged: it must be in
+    ``annotations`` (or among the download ``urls``) before any job starts."""
+    names = {
+        _source(config, e, "pretrain").get("dataset")
+        for e in run_experiments(config)
+        if not is_scratch(config, e)
+    }
+    if "kinetics400" not in names:
+        return
+    ds = dataset_config(config, "kinetics400")
+    folder = Path(ds.annotations).expanduser() if ds.annotations else official_dir("kinetics400")
+    listed = (folder / "train.csv").is_file()
+    if ds.source == "download" and (not ds.urls or "train.csv" in map(_file_name, ds.urls)):
+        listed = True  # fetched with the archives (empty urls: the fetch job says what to do)
+    if not listed:
+        raise PipelineConfigError(
+            f"pretrain.dataset is kinetics400, which pretrains on its train split, but {folder} "
+            "has no train.csv: put Kinetics-400's train.csv (label,youtube_id,time_start,"
+            "time_end,split) in a folder and set datasets.kinetics400.annotations to it (only "
+            "validate.csv is packaged)"
+        )
+
+
+def _file_name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _validate_report(config: Mapping[str, Any]) -> None:
@@ -335,11 +377,37 @@ def final_targets(config: Mapping[str, Any]) -> list[str]:
     return list(REPORT_OUTPUTS)
 
 
+# the config keys report_settings reads (per experiment, for DVC's params of the report)
+REPORT_SETTINGS = ("init", "pretrain.dataset", "pretrain.model", "finetune.model",
+                   "finetune.clip_len", "finetune.spatial.crop_size")  # fmt: skip
+
+
+def report_settings(config: Mapping[str, Any], exp: str) -> dict[str, Any]:
+    """What experiment ``exp`` ran, for the report's descriptive columns (backbone, fine-tuning
+    input size and clip length, pretraining data) beside the paper's."""
+    ft = C.load_section(C.FinetuneConfig, stage_config(config, "finetune", exp), "finetune")
+    m = ft.model
+    backbone = "R3D-18" if m.arch == "r3d_18" else f"{m.arch} (width {m.width})"
+    return {
+        "backbone": backbone + (", stem max-pool" if m.stem_pool else ""),
+        "finetune_input": f"{ft.spatial.crop_size}×{ft.spatial.crop_size}, {ft.clip_len} frames",
+        "pretrain_data": None
+        if is_scratch(config, exp)
+        else stage_config(config, "pretrain", exp)["dataset"],
+    }
+
+
 def report_spec(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``sstl report`` needs: the table mapping, which experiments ran, and the config hash."""
+    """What ``sstl report`` needs: the table mapping, which experiments ran, what each ran
+    (``settings``), and the config hash."""
     return {
         **dict(config.get("report") or {}),
         "run": run_experiments(config),
+        "settings": {
+            e: report_settings(config, e)
+            for e in run_experiments(config)
+            if e in (config.get("experiments") or {})
+        },
         "experiments": {
             k: (v or {}).get("description", "") for k, v in config["experiments"].items()
         },

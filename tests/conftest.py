@@ -8,6 +8,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
 
@@ -36,6 +38,45 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_dir() -> Path:
     return REPO
+
+
+def write_video(path: Path, frames: np.ndarray, codec: str, fps: int = 25) -> Path:
+    """Encode ``frames [T, H, W, 3]`` uint8 RGB into ``path`` with PyAV (container from suffix)."""
+    _, h, w, _ = frames.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+# Generated videos of the shapes the real samples lack, each in another container:
+# name -> (frames, height, width, codec). The real UCF101 / HMDB51 samples are landscape.
+ODD_VIDEOS = {
+    "portrait.mkv": (20, 64, 36, "libx264"),
+    "square.webm": (20, 48, 48, "libvpx-vp9"),
+    "tiny.avi": (20, 2, 2, "mpeg4"),  # 2x2 pixels
+    "one_frame.mp4": (1, 48, 80, "libx264"),
+}
+
+
+@pytest.fixture(scope="session")
+def odd_videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real encoded videos of other shapes: portrait, square, 2x2 pixels, a single frame.
+
+    Their content is a seeded random texture sliding one pixel per frame (so it moves).
+    """
+    root = tmp_path_factory.mktemp("odd_videos")
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (t, h, w, codec) in ODD_VIDEOS.items():
+        texture = rng.integers(0, 256, (h + t, w + t, 3), dtype=np.uint8)
+        frames = np.stack([texture[i : i + h, i : i + w] for i in range(t)])
+        out[name] = write_video(root / name, frames, codec)
+    return out
 
 
 # CI (``.ci/run`` sets SSTL_CI=1) must run every test: there a skip is a failure, so a missing
@@ -107,3 +148,57 @@ def pretrained_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = SSTLModel(ModelConfig(**TINY_MODEL))
     save_pretrained(path, model, {"model": TINY_MODEL}, {"note": "test fixture"})
     return path
+
+
+# A Kinetics-400 subset: (label, YouTube id, start, end, part). Labels with spaces, an apostrophe
+# and brackets; ids with "-" and "_" (real ids are 11 characters of [A-Za-z0-9_-]).
+KINETICS_CLIPS = [
+    ("massaging person's head", "-abc_DEF-12", 5, 15, "train"),
+    ("passing American football (in game)", "x_Y-z012345", 0, 10, "train"),
+    ("abseiling", "AbCdEfGhIjK", 30, 40, "train"),
+    ("abseiling", "__--__--__a", 1, 11, "train"),
+    ("massaging person's head", "ZyXwVuTsRqP", 12, 22, "val"),
+]
+KINETICS_LAYOUTS = ("spaces", "underscores", "flat")
+
+
+def kinetics_copy(root: Path, layout: str, videos: list[Path]) -> tuple[Path, Path]:
+    """A local Kinetics-400 copy of KINETICS_CLIPS in ``layout`` and its annotation folder.
+
+    ``spaces``: ``<label>/<id>_<start:06d>_<end:06d>.<ext>`` (the download tools' naming);
+    ``underscores``: the same with ``_`` for spaces in the label folders; ``flat``: split-part
+    folders ``train/`` and ``val/`` with unpadded ``<id>_<start>_<end>.<ext>``. The clips cycle
+    through ``videos`` (each keeps its container: .mkv, .webm, .avi, .mp4). Returns (videos
+    folder, annotations folder with train.csv and validate.csv).
+    """
+    copy, notes = root / "kinetics400", root / "annotations"
+    notes.mkdir(parents=True)
+    rows = {"train": [], "val": []}
+    for k, (label, ytid, start, end, part) in enumerate(KINETICS_CLIPS):
+        src = videos[k % len(videos)]
+        if layout == "flat":
+            rel = f"{part}/{ytid}_{start}_{end}{src.suffix}"
+        else:
+            folder = label.replace(" ", "_") if layout == "underscores" else label
+            rel = f"{folder}/{ytid}_{start:06d}_{end:06d}{src.suffix}"
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, copy / rel)
+        split = "validate" if part == "val" else part
+        rows[part].append(f'"{label}",{ytid},{start},{end},{split}\n')
+    header = "label,youtube_id,time_start,time_end,split\n"
+    (notes / "train.csv").write_text(header + "".join(rows["train"]))
+    (notes / "validate.csv").write_text(header + "".join(rows["val"]))
+    return copy, notes
+
+
+@pytest.fixture(scope="session")
+def kinetics_copies(
+    tmp_path_factory: pytest.TempPathFactory, odd_videos: dict[str, Path], shared_dir: Path
+) -> dict[str, tuple[Path, Path]]:
+    """layout -> (videos folder, annotations folder) for every layout in KINETICS_LAYOUTS."""
+    hmdb = shared_dir / "videos" / "hmdb51" / "50_FIRST_DATES_drink_u_nm_np1_fr_goo_29.mp4"
+    videos = [*odd_videos.values(), hmdb]
+    return {
+        layout: kinetics_copy(tmp_path_factory.mktemp(f"k400_{layout}"), layout, videos)
+        for layout in KINETICS_LAYOUTS
+    }

@@ -10,6 +10,13 @@ that applies to all of its frames; the two views draw independently unless
 - colour jitter, grayscale and Gaussian blur are in :mod:`sstl.augment.color` (their formulas
   and where they differ from torchvision are documented there).
 
+Frame sizes may differ within a batch (the store keeps each video's aspect ratio):
+:func:`sstl.data.clips.collate` zero-pads to the largest height and width and gives each clip's
+real ``sizes``. Crop boxes are drawn from a clip's own size (in the loader worker), its grid reads
+only its own pixels (:mod:`sstl.augment.crop`), and the centre crop processes each size on its
+own, so a padded clip comes out as it would alone. Batches of one size run the same code as
+before any of this existed, bit for bit.
+
 On the CPU the batch runs in chunks of ``cpu_chunk`` clips so the ~40 passes over the pixels
 stay in cache (1 clip measured fastest); on a GPU it is one chunk.
 """
@@ -25,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sstl.augment.color import blur, color_jitter_, jitter_factors_
+from sstl.augment.crop import check_sizes, crop_boxes, crop_grid, resample
 from sstl.config import SpatialConfig
 
 # blur and color_jitter_ are re-exported: they lived here before sstl.augment.color
@@ -41,49 +49,6 @@ __all__ = [
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)  # torchvision video models' normalisation
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 STORE_SHORT_SIDE, PAPER_CROP = 128, 112  # frames are stored at short side 128 for 112 crops
-
-
-def _crop_grid(p: dict[str, Tensor], h: int, w: int, size: int) -> Tensor:
-    """Sampling grid ``[N, size, size, 2]`` (x, y in [-1, 1], align_corners=False) per clip.
-
-    Output pixel ``j`` samples the source at ``start + (j + 0.5) * length / size - 0.5`` kept
-    inside the crop: the pixel centres of torchvision's resized_crop (antialias off). Flipped
-    clips read their columns mirrored.
-    """
-    j = (torch.arange(size, dtype=torch.float64) + 0.5) / size
-
-    def centres(start: Tensor, length: Tensor, full: int) -> Tensor:  # [N, size] in [-1, 1]
-        start, length = start.double()[:, None], length.double()[:, None]
-        pos = torch.minimum(start + j * length - 0.5, start + length - 1).clamp_(min=start)
-        return (2 * pos + 1) / full - 1
-
-    xs, ys = centres(p["left"], p["width"], w), centres(p["top"], p["height"], h)
-    xs = torch.where(p["flip"][:, None], xs.flip(1), xs)
-    n = len(xs)
-    grid = torch.stack([xs[:, None, :].expand(n, size, size), ys[:, :, None].expand(n, size, size)])
-    return grid.permute(1, 2, 3, 0).float()
-
-
-def _resample(clips: Tensor, grid: Tensor, frames: Tensor) -> Tensor:
-    """``clips [N, T, H, W, 3] uint8`` sampled at ``grid [N, S, S, 2]`` -> ``[N, T, 3, S, S]``.
-
-    One bilinear ``grid_sample`` over all frames, each clip's grid shared by its frames. The
-    input is converted to float as it is (``frames``: a reused buffer of at least its size)
-    and read channels-last through a strided view: no transpose. Values stay in 0..255.
-    """
-    n, t, h, w, _ = clips.shape
-    s = grid.shape[1]
-    frames = frames[: clips.numel()].view(n * t, h, w, 3)
-    frames.view(clips.shape).copy_(clips)
-    grid = grid[:, None].expand(n, t, s, s, 2).reshape(n * t, s, s, 2)  # a view when n == 1
-    out = F.grid_sample(
-        frames.permute(0, 3, 1, 2),
-        grid,
-        mode="bilinear",
-        padding_mode="border",
-        align_corners=False,
-    )
-    return out.view(n, t, 3, s, s)
 
 
 def _normalize(
@@ -110,18 +75,45 @@ def _empty(shape: Sequence[int], device: torch.device) -> Tensor:
     return torch.from_numpy(np.empty(shape, dtype=np.float32))
 
 
+def _one_size(sizes: Tensor | None, height: int, width: int) -> bool:
+    """True when every clip fills the ``height x width`` canvas (``sizes`` None or all equal)."""
+    return sizes is None or bool((sizes.cpu() == torch.tensor([height, width])).all())
+
+
 def center_crop_normalize(
     clips: Tensor,
     size: int,
     mean: Sequence[float] = KINETICS_MEAN,
     std: Sequence[float] = KINETICS_STD,
+    sizes: Tensor | None = None,
 ) -> Tensor:
     """Evaluation transform: ``[..., T, H, W, 3] uint8`` -> ``[..., 3, T, size, size]`` float.
 
     Frames are stored with short side 128 for 112 crops (METHOD §1), so at the paper's size this
     is a plain centre crop. Otherwise the short side is first resized (bilinear, antialiased) to
     ``round(size * 128 / 112)``, keeping the paper's crop fraction. Then normalise.
+
+    ``sizes [B, 2]`` (int): for ``clips [B, ..., T, H, W, 3]`` zero-padded to a common canvas
+    (:func:`sstl.data.clips.collate`), item ``b``'s real (h, w), shared by all its clips. Items
+    are processed in groups of one size, each exactly as if it were alone and unpadded.
     """
+    *lead, t, h, w, _ = clips.shape
+    if _one_size(sizes, h, w):
+        return _center_crop(clips, size, mean, std)
+    if not lead:
+        raise ValueError(f"sizes need a batch dimension: clips are {tuple(clips.shape)}")
+    sizes = sizes.cpu()
+    check_sizes(sizes, lead[0], h, w)
+    out = _empty((*lead, 3, t, size, size), clips.device)
+    for hw in torch.unique(sizes, dim=0).tolist():
+        idx = (sizes == torch.tensor(hw)).all(1).nonzero()[:, 0].to(clips.device)
+        group = clips.index_select(0, idx)[..., : hw[0], : hw[1], :]
+        out.index_copy_(0, idx, _center_crop(group, size, mean, std))
+    return out
+
+
+def _center_crop(clips: Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """:func:`center_crop_normalize` of clips that fill their frames."""
     *lead, t, h, w, _ = clips.shape
     short = round(size * STORE_SHORT_SIDE / PAPER_CROP)
     # the long side as torchvision's resize computes it (truncated)
@@ -133,31 +125,6 @@ def center_crop_normalize(
     top, left = round((nh - size) / 2), round((nw - size) / 2)  # torchvision's center_crop
     x = x[..., top : top + size, left : left + size]
     return _normalize(x, mean, std, scale=1 / 255).reshape(*lead, 3, t, size, size)
-
-
-def _crop_boxes(
-    n: int, h: int, w: int, cfg: SpatialConfig, gen: torch.Generator | None
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """RandomResizedCrop boxes ``(top, left, height, width)``, each ``[n]``, torchvision's rule.
-
-    Ten (area, log-ratio) tries per clip, the first that fits wins; clips with none fall back to
-    the whole frame clipped to the ratio range, centred.
-    """
-    area = torch.empty(n, 10).uniform_(*cfg.scale, generator=gen) * (h * w)
-    ratio = torch.empty(n, 10).uniform_(*map(math.log, cfg.ratio), generator=gen).exp_()
-    cw, ch = (area * ratio).sqrt().round(), (area / ratio).sqrt().round()
-    fits = (cw >= 1) & (cw <= w) & (ch >= 1) & (ch <= h)
-    first = fits.int().argmax(1, keepdim=True)  # index of the first fitting try
-    found = fits.any(1)
-    lo, hi = min(cfg.ratio), max(cfg.ratio)
-    fw, fh = (w, round(w / lo)) if w / h < lo else (round(h * hi), h) if w / h > hi else (w, h)
-    cw = torch.where(found, cw.gather(1, first)[:, 0], float(fw))
-    ch = torch.where(found, ch.gather(1, first)[:, 0], float(fh))
-    top = (torch.rand(n, generator=gen) * (h - ch + 1)).floor()
-    left = (torch.rand(n, generator=gen) * (w - cw + 1)).floor()
-    top = torch.where(found, top, ((h - ch) / 2).floor())
-    left = torch.where(found, left, ((w - cw) / 2).floor())
-    return top, left, ch, cw
 
 
 class SpatialAugment(nn.Module):
@@ -188,7 +155,7 @@ class SpatialAugment(nn.Module):
         if generator is not None and generator.device.type != "cpu":
             raise ValueError(f"generator on {generator.device} is not allowed: pass a CPU one")
         cfg, gen = self.cfg, generator
-        top, left, ch, cw = _crop_boxes(n, height, width, cfg, gen)
+        top, left, ch, cw = crop_boxes(n, height, width, cfg, gen)
 
         def uniform(lo: float, hi: float) -> Tensor:
             return torch.empty(n).uniform_(lo, hi, generator=gen)
@@ -215,7 +182,7 @@ class SpatialAugment(nn.Module):
         ``f [5, n]`` (CPU): brightness, contrast, saturation (0: grayscale), hue (turns), blur
         sigma (0: no blur).
         """
-        y = _resample(clips, grid, frames)  # [n, T, 3, S, S] in 0..255
+        y = resample(clips, grid, frames)  # [n, T, 3, S, S] in 0..255
         if not self.cfg.color:
             return y.div_(255).transpose(1, 2)
         jitter_factors_(
@@ -229,45 +196,93 @@ class SpatialAugment(nn.Module):
             y.index_copy_(0, idx, blur(y.index_select(0, idx), f[4][chosen], self.kernel_size))
         return y.transpose(1, 2)
 
-    def apply(self, clips: Tensor, params: dict[str, Tensor]) -> Tensor:
+    def apply(
+        self, clips: Tensor, params: dict[str, Tensor], sizes: Tensor | None = None
+    ) -> Tensor:
         """Augment ``clips [N, T, H, W, 3] uint8`` (any strides) with ``params`` ->
-        ``[N, 3, T, S, S]`` float, normalised."""
+        ``[N, 3, T, S, S]`` float, normalised.
+
+        ``sizes [N, 2]`` (int, CPU): each clip's real (h, w) inside the zero-padded canvas
+        (:func:`sstl.data.clips.collate`); the crop boxes in ``params`` were drawn from those
+        sizes. None: every clip fills the canvas. A chunk reads only its clips' largest (h, w),
+        so a one-clip CPU chunk samples exactly as the clip alone would; padding is never read.
+        """
         n, t, h, w, _ = clips.shape
         size, dev = self.cfg.crop_size, clips.device
-        grid = _crop_grid(params, h, w, size).to(dev)
+        step = self.cpu_chunk if dev.type == "cpu" else n
+        chunks = [slice(i, i + step) for i in range(0, n, step)]
+        if _one_size(sizes, h, w):
+            canvas = [(h, w)] * len(chunks)
+            grid = crop_grid(params, h, w, size).to(dev)
+        else:
+            sizes = sizes.cpu()
+            check_sizes(sizes, n, h, w)
+            canvas = [tuple(int(v) for v in sizes[part].amax(0)) for part in chunks]
+            per_clip = torch.tensor(
+                [c for c, part in zip(canvas, chunks, strict=True) for _ in range(n)[part]]
+            )
+            grid = crop_grid(params, per_clip[:, 0], per_clip[:, 1], size, sizes).to(dev)
         saturation = torch.where(params["gray"], 0.0, params["saturation"])
         keys = ("brightness", "contrast", "saturation", "hue", "sigma")
         factors = torch.stack([saturation if k == "saturation" else params[k] for k in keys])
         out = _empty((n, 3, t, size, size), dev)
-        step = self.cpu_chunk if dev.type == "cpu" else n
         frames = torch.empty(min(step, n) * t * h * w * 3, device=dev)  # reused by every chunk
-        for i in range(0, n, step):  # cache blocking on the CPU; a single pass on a GPU
-            part = slice(i, i + step)
-            x = self._apply(clips[part], grid[part], factors[:, part], frames)
+        for part, (ch, cw) in zip(chunks, canvas, strict=True):
+            # cache blocking on the CPU; a single pass on a GPU
+            x = self._apply(clips[part, :, :ch, :cw], grid[part], factors[:, part], frames)
             _normalize(x, self.mean, self.std, out=out[part])
         return out
 
-    def forward(self, clips: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``[B, T, H, W, 3] uint8`` -> ``[B, 3, T, S, S]`` float32, normalised."""
+    def forward(
+        self,
+        clips: Tensor,
+        generator: torch.Generator | None = None,
+        sizes: Tensor | None = None,
+    ) -> Tensor:
+        """``[B, T, H, W, 3] uint8`` -> ``[B, 3, T, S, S]`` float32, normalised.
+
+        ``sizes [B, 2]``: each clip's real (h, w) in a zero-padded batch (None: all H x W); the
+        parameters are drawn from each clip's own size.
+        """
         if clips.dtype != torch.uint8 or clips.dim() != 5 or clips.shape[-1] != 3:
             raise ValueError(
                 f"clips {tuple(clips.shape)} {clips.dtype} are not allowed: "
                 "pass [B, T, H, W, 3] uint8"
             )
         if not self.cfg.enabled:
-            return center_crop_normalize(clips, self.cfg.crop_size, self.mean, self.std)
-        params = self.sample_params(clips.shape[0], clips.shape[2], clips.shape[3], generator)
-        return self.apply(clips, params)
+            return center_crop_normalize(clips, self.cfg.crop_size, self.mean, self.std, sizes)
+        b, _, h, w, _ = clips.shape
+        params = self._sample_sized(b, h, w, generator, sizes)
+        return self.apply(clips, params, sizes)
+
+    def _sample_sized(
+        self,
+        n: int,
+        height: int,
+        width: int,
+        generator: torch.Generator | None = None,
+        sizes: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """:meth:`sample_params` for ``n`` clips of the canvas ``height x width``, or of their own
+        ``sizes [n, 2]`` (one draw per clip, in order) when those differ from the canvas."""
+        if _one_size(sizes, height, width):
+            return self.sample_params(n, height, width, generator)
+        check_sizes(sizes, n, height, width)
+        draws = [self.sample_params(1, int(h), int(w), generator) for h, w in sizes.tolist()]
+        return {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
 
 
 def two_view_augment(
-    aug: SpatialAugment, views: Tensor, generator: torch.Generator | None = None
+    aug: SpatialAugment,
+    views: Tensor,
+    generator: torch.Generator | None = None,
+    sizes: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``views [B, 2, T, H, W, 3] uint8`` -> ``(x, y)``, each ``[B, 3, T, S, S]`` float.
 
     One batched call per view (read in place, no copy of the uint8 batch); with
     ``aug.cfg.share_views`` both views of a clip get the same spatial parameters, else they
-    draw independently.
+    draw independently. ``sizes [B, 2]``: each video's real (h, w) in a zero-padded batch.
     """
     if views.dtype != torch.uint8 or views.dim() != 6 or views.shape[1] != 2:
         raise ValueError(
@@ -275,8 +290,9 @@ def two_view_augment(
             "pass [B, 2, T, H, W, 3] uint8"
         )
     if not aug.cfg.enabled:
-        return aug(views[:, 0]), aug(views[:, 1])
+        return aug(views[:, 0], sizes=sizes), aug(views[:, 1], sizes=sizes)
     b, h, w = views.shape[0], views.shape[3], views.shape[4]
-    params = [aug.sample_params(b, h, w, generator)]
-    params.append(params[0] if aug.cfg.share_views else aug.sample_params(b, h, w, generator))
-    return aug.apply(views[:, 0], params[0]), aug.apply(views[:, 1], params[1])
+    params = [aug._sample_sized(b, h, w, generator, sizes)]
+    second = params[0] if aug.cfg.share_views else aug._sample_sized(b, h, w, generator, sizes)
+    params.append(second)
+    return aug.apply(views[:, 0], params[0], sizes), aug.apply(views[:, 1], params[1], sizes)

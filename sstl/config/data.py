@@ -16,8 +16,12 @@ class DatasetConfig:
     urls: tuple[str, ...] = ()  # archives to download (download)
     sha256: dict[str, str] = field(default_factory=dict)  # archive file name -> expected sha256
     local_path: str | None = None  # existing copy of the videos (local)
+    # folder of split / annotation files used instead of the packaged official ones (Kinetics-400:
+    # train.csv, validate.csv; UCF101: classInd.txt + trainlist/testlist; HMDB51: *_test_split*)
+    annotations: str | None = None
     split: int = 1  # official split number (1-3) for UCF101 / HMDB51
-    allow_missing: bool = False  # local UCF101/HMDB51 copy: proceed when listed videos are absent
+    allow_missing: bool = False  # UCF101/HMDB51: proceed when listed videos are absent
+    min_present: float = 0.5  # fetch fails below this fraction of a split part's videos present
     # Decompression-bomb guards, per archive: videos barely compress (UCF101.rar 6.5 -> 6.9 GB)
     max_unpacked_gb: float = 100.0  # refuse an archive that expands to more than this
     max_unpack_ratio: float = 10.0  # ... or to more than this many times its size (beyond 64 MB)
@@ -35,6 +39,7 @@ class DatasetConfig:
             "'generate', 'download' or 'local'",
         )
         check(self.split in (1, 2, 3), "split", self.split, "1, 2 or 3")
+        check(0 <= self.min_present <= 1, "min_present", self.min_present, "a fraction in [0, 1]")
         if self.source == "local":
             check(
                 bool(self.local_path),

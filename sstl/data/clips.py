@@ -14,6 +14,7 @@ sample is the same whatever ``num_workers`` is.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from sstl.data.store import StoreReader
 from sstl.runtime import UserError
@@ -221,12 +222,51 @@ class ClipDataset(Dataset):
         return sample
 
 
-def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples: frames ``[B, ...]`` uint8, label/index int64, position float32.
+def _pad_frames(frames: list[torch.Tensor]) -> torch.Tensor:
+    """Stack ``[..., h_i, w_i, 3]`` uint8 tensors into ``[B, ..., H, W, 3]``, zero-padded at the
+    bottom and right to the largest ``H`` and ``W``.
 
-    torch's default_collate does the same except that positions become float64.
+    In a loader worker the result lives in shared memory, as default_collate's stack does, so
+    the batch reaches the main process without another copy.
     """
-    out = default_collate(batch)
+    lead = frames[0].shape[:-3]
+    height = max(f.shape[-3] for f in frames)
+    width = max(f.shape[-2] for f in frames)
+    shape = (len(frames), *lead, height, width, frames[0].shape[-1])
+    numel = math.prod(shape)
+    if get_worker_info() is not None:
+        storage = frames[0]._typed_storage()._new_shared(numel, device=frames[0].device)
+        out = frames[0].new(storage).resize_(shape).zero_()
+    else:
+        out = frames[0].new_zeros(shape)
+    for dst, f in zip(out, frames, strict=True):
+        dst[..., : f.shape[-3], : f.shape[-2], :] = f
+    return out
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch samples: frames ``[B, ..., H, W, 3]`` uint8, ``sizes [B, 2]`` int64, label/index
+    int64, position float32; the other keys as torch's default_collate batches them.
+
+    The store keeps each video's aspect ratio, so the samples of a batch may differ in height and
+    width: frames are zero-padded at the bottom and right to the batch's largest ``H`` and ``W``,
+    and ``sizes`` holds each sample's real ``(h, w)``. The spatial augmentation and the centre
+    crop read only that region (:mod:`sstl.augment.spatial`). Equal sizes stack as before.
+    """
+    if not batch or "frames" not in batch[0]:
+        out = default_collate(batch)
+    else:
+        frames = [s["frames"] for s in batch]
+        sizes = torch.tensor([f.shape[-3:-1] for f in frames], dtype=torch.int64)
+        if any(f.shape != frames[0].shape for f in frames):
+            if any(f.shape[:-3] != frames[0].shape[:-3] for f in frames):
+                shapes = sorted({tuple(f.shape) for f in frames})
+                raise ValueError(f"collate: samples differ in more than H and W: {shapes[:4]}")
+            stacked = _pad_frames(frames)
+        else:
+            stacked = default_collate(frames)
+        out = default_collate([{k: v for k, v in s.items() if k != "frames"} for s in batch])
+        out |= {"frames": stacked, "sizes": sizes}
     if "position" in out:
         out["position"] = out["position"].float()
     return out

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,6 +27,7 @@ from tqdm import tqdm
 from sstl.config import ConfigError, StoreConfig, load_section
 from sstl.data import splits
 from sstl.data.clips import MANIFEST_COLUMNS, load_manifest
+from sstl.data.layout import read_located
 from sstl.data.store import StoreReader, store_ext, write_store
 from sstl.data.video import VideoDecodeError
 from sstl.files import sha256_file
@@ -34,6 +35,7 @@ from sstl.runtime import log_startup, parse_cfg, setup_logging
 
 log = logging.getLogger("sstl.extract")
 
+MAX_LOGGED = 10  # corrupt videos logged one by one; the rest as a count
 Entry = tuple[str, int, str, str]  # (path relative to the video root, label, class name, split)
 _SHARD_NAME = re.compile(r"(\d+)-of-(\d+)$")
 
@@ -52,12 +54,17 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def _extract_one(
-    entry: Entry, video_root: Path, store_root: Path, cfg: StoreConfig, prefix: str = ""
+    entry: Entry,
+    video_root: Path,
+    store_root: Path,
+    cfg: StoreConfig,
+    prefix: str = "",
+    source_rel: str | None = None,
 ) -> dict:
     rel, label, class_name, split = entry
     vid = video_id(rel)
     store_rel = vid + store_ext(cfg.codec)
-    src, dst = video_root / rel, store_root / store_rel
+    src, dst = video_root / (source_rel or rel), store_root / store_rel
     store_rel = str(PurePosixPath(prefix) / store_rel) if prefix else store_rel
     row: dict[str, Any] = dict.fromkeys(MANIFEST_COLUMNS, "")
     row.update(
@@ -124,30 +131,52 @@ def extract_shard(
     out_csv: str | os.PathLike,
     progress: bool = True,
     path_prefix: str = "",
+    located: Mapping[str, str] | None = None,
+    missing_list: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Extract shard ``i`` of ``n`` (every n-th entry of the sorted list) and write its CSV.
 
     ``entries``: ``(rel_path, label, class_name, split)`` with ``rel_path`` under
-    ``video_root``. Returns the shard's manifest rows (also written to ``out_csv``).
+    ``video_root``, or where ``located`` (listed path -> found path, ``sstl fetch``'s
+    ``located.csv``) says. Returns the shard's manifest rows (also written to ``out_csv``).
     ``path_prefix`` is prepended to the manifest ``path`` column: the workflow writes each shard
-    into its own folder ``store/<i>-of-<n>/`` and readers resolve paths against ``store/``.
+    into its own folder ``store/<i>-of-<n>/`` and readers resolve paths against ``store/``. The
+    store folder is created even when no video of the shard extracts (an empty, valid shard).
+    Missing videos are logged as one count (``missing_list``: where the full list is).
     """
     i, n = shard
     if not 0 <= i < n:
         raise ValueError(f"shard {shard} is not allowed: (i, n) with 0 <= i < n")
     mine = sorted(entries, key=lambda e: (e[0], e[3]))[i::n]
     video_root, store_root = Path(video_root), Path(store_root)
-    rows, reused = [], 0
+    store_root.mkdir(parents=True, exist_ok=True)
+    located = located or {}
+    rows, reused, corrupt = [], 0, 0
     for entry in tqdm(mine, desc=f"extract {i}/{n}", file=sys.stderr, disable=not progress):
-        row = _extract_one(entry, video_root, store_root, cfg, path_prefix)
+        row = _extract_one(
+            entry, video_root, store_root, cfg, path_prefix, located.get(entry[0], entry[0])
+        )
         if row["status"] == "reused":
             reused += 1
             row["status"] = "ok"
-        elif row["status"] != "ok":
-            log.warning("%s %s: %s", row["status"], row["id"], row["error"])
+        elif row["status"] == "corrupt":
+            corrupt += 1
+            if corrupt <= MAX_LOGGED:
+                log.warning("corrupt %s: %s", row["id"], row["error"])
         rows.append(row)
     df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     _write_csv(df, out_csv)
+    absent = int((df["status"] == "missing").sum())
+    if absent:
+        where = f"; all the dataset's missing videos: {missing_list}" if missing_list else ""
+        log.warning(
+            "%d of this shard's %d videos are missing from %s (status missing in %s%s)",
+            absent, len(df), video_root, out_csv, where,
+        )  # fmt: skip
+    if corrupt > MAX_LOGGED:
+        log.warning(
+            "... and %d more corrupt videos (status corrupt in %s)", corrupt - MAX_LOGGED, out_csv
+        )
     counts = df["status"].value_counts().to_dict()
     log.info(
         "shard %d/%d: %d videos, %s (%d already in the store) -> %s",
@@ -258,14 +287,24 @@ def cli_extract(argv: list[str]) -> int:
         },
     )
     entries = split_entries(args.dataset, args.source / "splits", split)
+    located = read_located(args.source / "located.csv")
     root = args.store_root or args.store
     try:
         prefix = args.store.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         ap.error(f"--store {args.store} is not inside --store-root {root}")
     prefix = "" if prefix == "." else prefix
+    missing = args.source / "missing.txt"
     extract_shard(
-        entries, args.source / "videos", args.store, cfg, shard, args.out, path_prefix=prefix
+        entries,
+        args.source / "videos",
+        args.store,
+        cfg,
+        shard,
+        args.out,
+        path_prefix=prefix,
+        located=located,
+        missing_list=missing if missing.is_file() else None,
     )
     return 0
 

@@ -199,6 +199,28 @@ def kinetics400(split_dir: str | Path) -> Split:
     return Split(classes, out["train"], [], out["val"])
 
 
+def mentioned(name: str, split_dir: str | Path) -> set[str]:
+    """Every video ``name``'s split files in ``split_dir`` name, in any split or part (HMDB51's
+    unused ``0`` lines included): relative paths for UCF101 / HMDB51 / synthetic, YouTube ids
+    for Kinetics-400 (train, validate and test CSVs)."""
+    split_dir = Path(split_dir)
+    out: set[str] = set()
+    if name == "kinetics400":
+        for path in sorted(split_dir.glob("*.csv")):
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                out.update(row.get("youtube_id") or "" for row in csv.DictReader(fh))
+        return out - {""}
+    if name == "hmdb51":
+        for path in sorted(split_dir.glob("*_test_split*.txt")):
+            cls = _HMDB_FILE.match(path.name)
+            if cls:
+                out.update(f"{cls['cls']}/{line.split()[0]}" for _, line in _lines(path))
+        return out
+    for path in sorted(split_dir.glob("*list0*.txt")):  # UCF101 train/test lists
+        out.update(line.split()[0] for _, line in _lines(path))
+    return out
+
+
 def load(name: str, split_dir: str | Path, split: int = 1) -> Split:
     """Parse ``name``'s split files in ``split_dir`` (``synthetic`` has UCF101's layout)."""
     if name in ("ucf101", "synthetic"):

@@ -63,7 +63,8 @@ def extract_features(
     """Run every clip of every video through ``model`` and collect ``layer``'s output.
 
     ``loader`` yields uniform-mode batches (``ClipDataset(mode="uniform")`` + ``collate``):
-    ``frames [B, K, T, H, W, 3] uint8``, ``label [B]``, ``index [B]``. Each clip is centre
+    ``frames [B, K, T, H, W, 3] uint8`` (zero-padded to the batch's largest frame; each video's
+    real ``sizes [B, 2]``), ``label [B]``, ``index [B]``. Each clip is centre
     cropped to ``crop_size`` and normalised on ``device``, and the ``B * K`` clips of a batch go
     through the model in one forward (eval mode; the previous mode is restored after).
     ``amp``: bf16 autocast on CUDA (ignored elsewhere).
@@ -90,7 +91,8 @@ def extract_features(
                     f"{tuple(frames.shape)} {frames.dtype}"
                 )
             b, k = frames.shape[:2]
-            x = center_crop_normalize(frames.to(device, non_blocking=True), crop_size)
+            x = frames.to(device, non_blocking=True)
+            x = center_crop_normalize(x, crop_size, sizes=batch.get("sizes"))  # padded batches
             with autocast:
                 out = clip_outputs(model, x.flatten(0, 1), layer)  # (B*K, D)
             feats.append(out.float().reshape(b, k, -1).cpu())

@@ -34,12 +34,15 @@ cell. The workflow builds it from the config's ``report:`` section (``sstl.pipel
     figure5: {with_temp: sstl, without_temp: sstl_no_temp, dataset: synthetic}
     experiments: {name: description} or [names]  # optional: experiments the config defines
     run: [names]                                 # optional: experiments the config runs
+    settings: {name: {backbone: "R3D-18", finetune_input: "112×112, 16 frames",
+                      pretrain_data: kinetics400}}  # optional: what each experiment ran, shown
+        # in our rows' descriptive columns beside the paper's (sstl.pipeline.report_settings)
     config_hash: "..."                           # optional: sstl.files.config_hash
 
 Row keys are those of ``sstl/report/paper.yaml`` (only its ``reproducible`` rows may be mapped);
-every table, figure, ``experiments``, ``run`` and ``config_hash`` key is optional. A row mapped to
-null or missing, an experiment outside ``experiments``/``run``, or a missing metrics file
-makes the cell say "not run: why", never a number.
+every table, figure, ``experiments``, ``run``, ``settings`` and ``config_hash`` key is optional.
+A row mapped to null or missing, an experiment outside ``experiments``/``run``, or a missing
+metrics file makes the cell say "not run: why", never a number.
 """
 
 from __future__ import annotations
@@ -128,6 +131,15 @@ def cli(argv: list[str]) -> int:
         if path is not None and not path.is_file():
             parser.error(f"{path} does not exist")
     provenance = provenance_of(args.config, args.manifests, spec)
+    for ds, facts in provenance["manifests"].items():
+        if facts.get("same_checksum"):
+            log.warning(
+                "%s: %d train/test pair(s) of videos have the same source checksum, e.g. %s "
+                "(report.md lists them)",
+                ds,
+                facts["same_checksum"],
+                facts["same_checksum_pairs"][0],
+            )
     tables = build_tables(spec, args.runs, provenance)
     write_tables(tables, args.out / "tables")
     missing = make_figures(spec, args.runs, args.out / "figures")

@@ -187,7 +187,8 @@ def per_class_gain(with_temp: pd.DataFrame, without_temp: pd.DataFrame) -> pd.Da
 
     Inputs are ``per_class.csv`` tables as ``sstl evaluate`` writes them (label, class_name,
     videos, correct, accuracy; the older names class_index / total are accepted too); accuracy is
-    recomputed as 100 * correct / videos so its unit never matters.
+    recomputed as 100 * correct / videos so its unit never matters. Classes without test videos
+    have no accuracy and are left out (they would draw as a gain of 0).
     """
     names = {"class_index": "label", "total": "videos"}
     a = with_temp.rename(columns=names).set_index("label")
@@ -201,6 +202,7 @@ def per_class_gain(with_temp: pd.DataFrame, without_temp: pd.DataFrame) -> pd.Da
     gain = pd.DataFrame(
         {"class_name": a["class_name"], "with": acc_a, "without": acc_b, "gain": acc_a - acc_b}
     )
+    gain = gain[(a["videos"] > 0) & (b["videos"].reindex(a.index) > 0)]
     return gain.sort_values(["gain", "class_name"], ascending=[False, True]).reset_index()
 
 

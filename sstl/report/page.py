@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sstl.report.paper import load_paper
-from sstl.report.provenance import config_line
+from sstl.report.provenance import column_note, config_line
 from sstl.report.runs import shown
 from sstl.report.writers import to_markdown
 
@@ -73,6 +73,30 @@ def _protocol_md(spec: dict, runs: Path) -> str:
     return "\n".join(lines or ["- No retrieval run found."]) + "\n"
 
 
+def _data_md(spec: dict, provenance: dict) -> str:
+    """How much of each dataset column's split was there, and copies across train and test."""
+    manifests = provenance.get("manifests") or {}
+    lines = []
+    for paper_ds, ours in spec["datasets"].items():
+        if ours is not None:
+            lines.append("- " + column_note(paper_ds.upper(), ours, manifests.get(ours) or {}))
+    for ds, facts in sorted(manifests.items()):
+        n = facts.get("same_checksum") or 0
+        if n:
+            shown = "; ".join(f"train `{a}` = test `{b}`" for a, b in facts["same_checksum_pairs"])
+            more = (
+                f" (first {len(facts['same_checksum_pairs'])})"
+                if n > len(facts["same_checksum_pairs"])
+                else ""
+            )
+            lines.append(
+                f"- **Warning**: in `{ds}`, {n} train/test pair(s) have the same source checksum "
+                f"(one video in both halves inflates fine-tuning and retrieval accuracy){more}: "
+                f"{shown}."
+            )
+    return "\n".join(lines or ["- No manifest given (--manifests)."]) + "\n"
+
+
 def _title(name: str) -> str:
     """``table1`` -> ``Table 1``."""
     return f"{name[:-1].capitalize()} {name[-1]}"
@@ -107,6 +131,8 @@ def report_md(spec, tables, real, missing, provenance, runs: Path) -> str:
             or "not given"
         )
         + ".\n",
+        "## Data\n",
+        _data_md(spec, provenance),
         "## Learning is real\n",
         _real_md(real),
         "## Retrieval protocol\n",

@@ -13,7 +13,8 @@ import yaml
 
 from sstl.report.paper import TABLES, load_paper
 
-SPEC_OPTIONAL = ("experiments", "run", "config_hash", "figure1", "figure4", "figure5")
+SPEC_OPTIONAL = ("experiments", "run", "config_hash", "settings", "figure1", "figure4", "figure5")
+SETTING_KEYS = ("backbone", "finetune_input", "pretrain_data")
 
 
 class SpecError(ValueError):
@@ -65,6 +66,16 @@ def validate_spec(spec: Any, paper: dict[str, Any] | None = None) -> dict[str, A
             raise SpecError(f"report spec {key} = {names!r}: a list of experiment names")
     out["experiments"] = exps
     out["run"] = spec.get("run")
+    settings = spec.get("settings") or {}
+    if not isinstance(settings, dict) or not all(
+        isinstance(v, dict) and set(v) <= set(SETTING_KEYS) for v in settings.values()
+    ):
+        raise SpecError(
+            f"report spec settings = {settings!r}: a mapping experiment -> {{"
+            + ", ".join(SETTING_KEYS)
+            + "}"
+        )
+    out["settings"] = settings
     if not isinstance(spec.get("config_hash", ""), str):
         raise SpecError(f"report spec config_hash = {spec['config_hash']!r}: a string")
     return out

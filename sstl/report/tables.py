@@ -3,8 +3,11 @@
 Every table keeps the paper's rows and layout. Each metric becomes three columns: ``<M> ours``,
 ``<M> paper`` and ``<M> Δ`` (ours - paper). A row this project can run but did not holds the
 reason in its ``ours`` cell ("not run: ...") and no number; a baseline the project does not
-reimplement holds "published". ``DataFrame.attrs`` carries ``title``, ``footnotes`` and
-``provenance`` (lines naming the git commit, config, manifests, metrics files and checkpoints).
+reimplement holds "published". The descriptive columns of our rows (backbone, input size and
+clip length, training data) say what our experiment ran, with the paper's value beside it, and
+each dataset column's footnote says how many of its split's videos were present and used.
+``DataFrame.attrs`` carries ``title``, ``footnotes`` and ``provenance`` (lines naming the git
+commit, config, manifests, metrics files and checkpoints).
 :mod:`sstl.report.writers` renders them as CSV, Markdown and LaTeX.
 """
 
@@ -16,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from sstl.report.paper import TABLES, load_paper
-from sstl.report.provenance import table_provenance
+from sstl.report.provenance import column_note, table_provenance
 from sstl.report.runs import read_metric
 from sstl.report.spec import validate_spec
 
@@ -74,6 +77,25 @@ def _descriptive(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+# descriptive column -> the setting of our experiment it shows (sstl.pipeline.report_settings)
+OURS = {"backbone": "backbone", "network": "backbone", "input_size": "finetune_input"}
+OURS["training_data"] = "pretrain_data"
+
+
+def _ours(key: str, setting: dict[str, Any], paper_value: Any, provenance: dict) -> str:
+    """Our experiment's value of a descriptive column, the paper's in brackets."""
+    value = setting.get(OURS[key])
+    if key == "training_data":
+        facts = (provenance.get("manifests") or {}).get(value) or {}
+        used = ((facts.get("counts") or {}).get("train") or {}).get("used")
+        value = (
+            "none (random init)"
+            if value is None
+            else f"{value} train" + (f", {used:,} videos" if used is not None else "")
+        )
+    return f"{value} (paper: {_descriptive(paper_value)})"
+
+
 def build_table(
     name: str, spec: dict[str, Any], runs_dir: Path, provenance: dict[str, Any], paper: dict
 ) -> pd.DataFrame:
@@ -85,6 +107,10 @@ def build_table(
         rec = {label: _descriptive(prow[k]) for k, label in DESCRIPTIVE[name].items()}
         reproducible = prow["key"] in table["reproducible"]
         exp = rows_spec.get(prow["key"])
+        setting = (spec.get("settings") or {}).get(exp) if reproducible else None
+        for k, label in DESCRIPTIVE[name].items():
+            if setting and k in OURS:
+                rec[label] = _ours(k, setting, prow[k], provenance)
         rec["Experiment"] = exp or ""
         for col in table["columns"]:
             label, published = LABELS[col], prow[col]
@@ -111,6 +137,9 @@ def build_table(
                 f"Our {LABELS[paper_ds]} column is dataset '{ours_ds}' (a stand-in, not "
                 f"{LABELS[paper_ds]}): the differences compare different data."
             )
+        if ours_ds is not None:
+            facts = (provenance.get("manifests") or {}).get(ours_ds) or {}
+            footnotes.append(column_note(LABELS[paper_ds], ours_ds, facts))
     df.attrs = {
         "name": name,
         "title": table["title"],

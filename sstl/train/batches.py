@@ -75,24 +75,28 @@ class FinetuneTransform:
 def augment_views(augment: SpatialAugment, batch: dict[str, Any], device: torch.device) -> Tensor:
     """Batched spatial augmentation on ``device``: ``[B, 2, T, H, W, 3] uint8 -> [2B, 3, T, S, S]``.
 
-    Uses the ``spatial`` parameters ``[B, 2]`` drawn by :class:`PretrainTransform`. Rows ``0..B-1``
-    are the x views, ``B..2B-1`` the y views. With ``spatial.enabled: false``, a centre crop.
+    Uses the ``spatial`` parameters ``[B, 2]`` drawn by :class:`PretrainTransform` and the videos'
+    real ``sizes [B, 2]`` in the zero-padded batch. Rows ``0..B-1`` are the x views, ``B..2B-1``
+    the y views. With ``spatial.enabled: false``, a centre crop.
     """
     views = batch["frames"].to(device, non_blocking=True)
     b, _, t, h, w, _ = views.shape
     flat = views.transpose(0, 1).reshape(2 * b, t, h, w, 3)  # view x of every clip, then view y
+    sizes = batch.get("sizes")  # [B, 2] real (h, w) of each video in the padded batch
+    sizes = None if sizes is None else sizes.repeat(2, 1)  # same order as flat
     if not augment.cfg.enabled:
-        return augment(flat)
+        return augment(flat, sizes=sizes)
     params = {k: v.T.reshape(-1) for k, v in batch["spatial"].items()}  # same order as flat
-    return augment.apply(flat, params)
+    return augment.apply(flat, params, sizes)
 
 
 def augment_clips(augment: SpatialAugment, batch: dict[str, Any], device: torch.device) -> Tensor:
-    """``frames [B, T, H, W, 3] uint8`` -> ``[B, 3, T, S, S]`` float on ``device``."""
-    frames = batch["frames"].to(device, non_blocking=True)
+    """``frames [B, T, H, W, 3] uint8`` (zero-padded; real ``sizes [B, 2]``) -> ``[B, 3, T, S, S]``
+    float on ``device``."""
+    frames, sizes = batch["frames"].to(device, non_blocking=True), batch.get("sizes")
     if not augment.cfg.enabled:
-        return augment(frames)  # centre crop + normalise
-    return augment.apply(frames, batch["spatial"])
+        return augment(frames, sizes=sizes)  # centre crop + normalise
+    return augment.apply(frames, batch["spatial"], sizes)
 
 
 def random_batch(cfg: PretrainConfig, batch: int, height: int, width: int) -> dict[str, Any]:

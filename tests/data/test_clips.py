@@ -144,3 +144,69 @@ def test_store_file_deleted_after_extraction_is_named_when_the_dataset_is_built(
     shutil.rmtree(store / "1-of-2")  # the whole shard folder gone
     with pytest.raises(StoreFilesMissingError, match=f"{len(ok)} of {len(ok)}"):
         ClipDataset(df, store, mode="uniform", clip_len=8)
+
+
+# --- mixed frame sizes: the store keeps each video's aspect ratio ---------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tmp_path_factory, shared_dir, odd_videos) -> tuple[pd.DataFrame, object]:
+    """Two real HMDB51 clips (340x256, 306x256) and the generated portrait, square, 2x2 and
+    1-frame videos, extracted at short side 32: stored widths 42, 38, 32, 32, 32, 54."""
+    root = tmp_path_factory.mktemp("mixed_store")
+    videos = root / "videos" / "any"
+    videos.mkdir(parents=True)
+    hmdb = shared_dir / "videos" / "hmdb51"
+    sources = [
+        hmdb / "50_FIRST_DATES_drink_u_nm_np1_fr_goo_29.mp4",
+        hmdb / "BASE_Jumping_Compilation_-_Brilliant_dive_f_cm_np1_le_bad_3.mp4",
+        *odd_videos.values(),
+    ]
+    for src in sources:
+        (videos / src.name).symlink_to(src)
+    entries = [(f"any/{s.name}", 0, "any", "train") for s in sources]
+    df = extract_shard(
+        entries, root / "videos", root / "store", StoreConfig(short_side=32, gop=8), (0, 1),
+        root / "0-of-1.csv", progress=False,
+    )  # fmt: skip
+    assert set(df["status"]) == {"ok"}, df[["id", "status", "error"]]
+    return df, root / "store"
+
+
+def test_collate_pads_mixed_frame_sizes_and_keeps_real_sizes(mixed_store):
+    df, root = mixed_store
+    ds = ClipDataset(df, root, mode="window", window=6, seed=1)
+    items = [ds[i] for i in range(len(ds))]
+    shapes = {tuple(it["frames"].shape[1:3]) for it in items}
+    assert len(shapes) >= 4, shapes  # landscape, two widths, portrait, square
+    batch = collate(items)  # failed before: "stack expects each tensor to be equal size"
+    h, w = max(s[0] for s in shapes), max(s[1] for s in shapes)
+    assert batch["frames"].shape == (len(items), 6, h, w, 3)
+    assert batch["sizes"].dtype == torch.int64
+    for i, it in enumerate(items):
+        fh, fw = it["frames"].shape[1:3]
+        assert batch["sizes"][i].tolist() == [fh, fw]
+        assert torch.equal(batch["frames"][i, :, :fh, :fw], it["frames"])
+        assert not batch["frames"][i, :, fh:].any() and not batch["frames"][i, :, :, fw:].any()
+    # one size: stacked as before, sizes added
+    same = collate([items[0], items[0]])
+    assert torch.equal(same["frames"], torch.stack([items[0]["frames"]] * 2))
+    assert same["sizes"].tolist() == [list(items[0]["frames"].shape[1:3])] * 2
+
+
+def test_mixed_sizes_through_loader_workers(mixed_store):
+    df, root = mixed_store
+    ds = ClipDataset(df, root, mode="uniform", clip_len=4, num_clips=2)
+    serial = list(DataLoader(ds, batch_size=3, num_workers=0, collate_fn=collate))
+    parallel = list(DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate))
+    assert len(serial) == len(parallel) == 2
+    for a, b in zip(serial, parallel, strict=True):
+        assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["sizes"], b["sizes"])
+        assert a["frames"].shape[:3] == (3, 2, 4)
+
+
+def test_collate_refuses_samples_that_differ_in_more_than_height_and_width():
+    a = {"frames": torch.zeros(4, 8, 8, 3, dtype=torch.uint8), "label": 0}
+    b = {"frames": torch.zeros(5, 8, 6, 3, dtype=torch.uint8), "label": 1}
+    with pytest.raises(ValueError, match="differ in more than H and W"):
+        collate([a, b])

@@ -217,3 +217,48 @@ def test_sstl_entry_point_runs_extract_and_manifest(ucf_source, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (load_manifest(tmp_path / "manifest.csv")["status"] == "ok").sum() == 6
+
+
+def test_a_shard_with_no_video_is_an_empty_valid_shard(ucf_source, tmp_path):
+    """More shards than videos (and a shard of only missing videos): the store folder exists,
+    the CSV has the columns and no rows, and the merge goes on. Before: no folder, so Snakemake
+    failed the job with MissingOutputException."""
+    entries = split_entries("ucf101", ucf_source / "splits", 1)
+    shards = [tmp_path / "shards" / f"{i}-of-12.csv" for i in range(12)]
+    for i in (10, 11):  # entries 0..9 go to shards 0..9
+        store = tmp_path / "store" / f"{i}-of-12"
+        df = extract_shard(entries, ucf_source / "videos", store, StoreConfig(short_side=32),
+                           (i, 12), shards[i], progress=False)  # fmt: skip
+        assert df.empty and store.is_dir() and list(store.iterdir()) == []
+        assert load_manifest(shards[i]).columns.tolist() == MANIFEST_COLUMNS
+    absent = [e for e in entries if e[0].startswith("Basketball/v_Basketball_g99")]
+    store = tmp_path / "store" / "missing-only"
+    df = extract_shard(absent, ucf_source / "videos", store, StoreConfig(short_side=32), (0, 1),
+                       tmp_path / "missing-only.csv", progress=False)  # fmt: skip
+    assert df["status"].tolist() == ["missing"] and store.is_dir()
+    for i in range(10):
+        shards[i].parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(columns=MANIFEST_COLUMNS).to_csv(shards[i], index=False)
+    assert merge_manifest(shards, tmp_path / "manifest.csv").empty
+
+
+def test_missing_videos_are_one_log_line(ucf_source, tmp_path, caplog):
+    entries = split_entries("ucf101", ucf_source / "splits", 1)
+    absent = [(f"Punch/v_Punch_g{g:02d}_c01.avi", 4, "Punch", "train") for g in range(40, 60)]
+    with caplog.at_level("WARNING", logger="sstl.extract"):
+        df = extract_shard(
+            entries + absent,
+            ucf_source / "videos",
+            tmp_path / "store",
+            StoreConfig(short_side=32),
+            (0, 1),
+            tmp_path / "0.csv",
+            progress=False,
+            missing_list="data/ucf101/source/missing.txt",
+        )
+    assert (df["status"] == "missing").sum() == 21
+    missing_lines = [r for r in caplog.records if "missing" in r.getMessage()]
+    assert len(missing_lines) == 1, [r.getMessage() for r in missing_lines]
+    line = missing_lines[0].getMessage()
+    assert "21 of this shard's 30 videos are missing" in line
+    assert "data/ucf101/source/missing.txt" in line and str(tmp_path / "0.csv") in line

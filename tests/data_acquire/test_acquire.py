@@ -73,6 +73,10 @@ def test_local_copy_against_official_ucf101_splits(shared_dir, tmp_path):
     videos = ucf_tree(shared_dir, tmp_path / "UCF-101")
     out = tmp_path / "source"
     cfg = DatasetConfig(source="local", local_path=str(videos))
+    cfg.allow_missing = True  # still below min_present (0.5): an error
+    with pytest.raises(MissingVideosError, match=r"train 0 of 9537, test 3 of 3783 present"):
+        acquire("ucf101", cfg, out)
+    cfg.allow_missing, cfg.min_present = False, 0.0
     with pytest.raises(
         MissingVideosError, match="13317 of 13320 videos listed by the ucf101 split 1"
     ):
@@ -93,9 +97,11 @@ def test_kinetics_missing_is_recorded_not_fatal(shared_dir, tmp_path):
         shared_dir / "videos/ucf101/v_Punch_g03_c01.avi",
         videos / "javelin throw/--07WQ2iBlw_000001_000011.mp4",
     )
-    summary = acquire(
-        "kinetics400", DatasetConfig(source="local", local_path=str(videos)), tmp_path / "s"
-    )
+    cfg = DatasetConfig(source="local", local_path=str(videos))
+    with pytest.raises(MissingVideosError, match="val 1 of 18035 present"):
+        acquire("kinetics400", cfg, tmp_path / "s")
+    cfg.min_present = 0.0
+    summary = acquire("kinetics400", cfg, tmp_path / "s")
     assert summary["counts"] == {"val": {"listed": 18035, "present": 1, "missing": 18034}}
     assert summary["split"] is None and summary["classes"] == 400
 
@@ -159,7 +165,8 @@ def test_download_kinetics_shard_and_train_csv(shared_dir, tmp_path, http_server
     assert summary["counts"]["train"] == {"listed": 1, "present": 1, "missing": 0}
     assert (out / "videos/abseiling/a1_000002_000012.mp4").is_file()
     assert summary["unlisted"] == 1  # b2 kept in its label folder, listed by no csv
-    assert summary["counts"]["val"]["missing"] == 18035  # never fatal for Kinetics
+    # never fatal for Kinetics: the pretraining split, train, is the one min_present checks
+    assert summary["counts"]["val"]["missing"] == 18035
     assert (out / "splits/train.csv").exists()
 
 
@@ -196,3 +203,8 @@ def test_cli(shared_dir, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert "1 of 4 videos listed by the ucf101 split 1 files are missing" in proc.stderr
+    # a wrong local_path (a folder of something else) fails, with what is there
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(videos, elsewhere / "UCF-101")
+    cfg = json.dumps({"source": "local", "local_path": str(elsewhere), "allow_missing": True})
+    assert cli([*argv[:3], cfg, *argv[4:]]) == 1

@@ -80,3 +80,39 @@ def test_wrong_layer_or_input_is_an_error(test_loader, model):
     ]
     with pytest.raises(ValueError, match=r"\[B, K, T, H, W, 3\]"):
         extract_features(model, window, "projection", "cpu", CROP)
+
+
+@pytest.fixture(scope="module")
+def mixed_loader(tmp_path_factory, shared_dir, odd_videos):
+    """Videos of five frame sizes (a real HMDB51 clip, portrait, square, 2x2, one frame) stored at
+    short side 32, in batches of 3 that mix them."""
+    from sstl.config import StoreConfig
+    from sstl.data.extract import extract_shard
+
+    root = tmp_path_factory.mktemp("mixed")
+    hmdb = (
+        shared_dir / "videos/hmdb51/BASE_Jumping_Compilation_-_Brilliant_dive_f_cm_np1_le_bad_3.mp4"
+    )
+    sources = [hmdb, *odd_videos.values()]
+    for src in sources:
+        (root / "videos/c").mkdir(parents=True, exist_ok=True)
+        (root / "videos/c" / src.name).symlink_to(src)
+    entries = [(f"c/{s.name}", i % 2, "c", "test") for i, s in enumerate(sources)]
+    df = extract_shard(
+        entries, root / "videos", root / "store", StoreConfig(short_side=32, gop=8), (0, 1),
+        root / "m.csv", progress=False,
+    )  # fmt: skip
+    dataset = ClipDataset(df, root / "store", "uniform", 8, num_clips=2)
+    return DataLoader(dataset, batch_size=3, collate_fn=collate)
+
+
+def test_features_of_mixed_frame_sizes_equal_each_video_alone(mixed_loader, model):
+    feats, _, _ = extract_features(model, mixed_loader, "projection", "cpu", CROP)
+    dataset = mixed_loader.dataset
+    assert feats.shape == (len(dataset), 2, 8)
+    assert len({tuple(dataset[i]["frames"].shape[2:4]) for i in range(len(dataset))}) == 4
+    model.eval()
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            x = center_crop_normalize(dataset[i]["frames"], CROP)  # unpadded, alone
+            assert torch.allclose(feats[i], model(x)["proj"], atol=1e-5), i

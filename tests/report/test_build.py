@@ -176,3 +176,34 @@ def test_notes_name_real_config_keys():
                 break
     for short in ("rule", "momentum", "share_views", "layer", "protocol", "center", "batch_size"):
         assert short in " ".join(keys)
+
+
+def test_report_warns_of_one_video_in_train_and_test(tmp_path, make_demo_runs, make_demo_spec):
+    """A manifest where a test video is a byte copy of a train video (same source sha256): the
+    report's Data section names the pair; the column says how much of the split was used."""
+    import pandas as pd
+
+    from sstl.data.clips import MANIFEST_COLUMNS
+
+    make_demo_runs(tmp_path / "runs")
+    rows = [
+        ("A/v1", "train", "ok", "1" * 64),
+        ("A/v2", "train", "ok", "2" * 64),
+        ("B/v3", "train", "missing", ""),
+        ("A/copy_of_v1", "test", "ok", "1" * 64),
+        ("B/v4", "test", "corrupt", "4" * 64),
+    ]
+    df = pd.DataFrame([dict.fromkeys(MANIFEST_COLUMNS, "") for _ in rows])
+    df[["id", "split", "status", "checksum"]] = rows
+    manifest = tmp_path / "data/synthetic/manifest.csv"
+    manifest.parent.mkdir(parents=True)
+    df.to_csv(manifest, index=False)
+    spec = json.dumps(make_demo_spec())
+    out = tmp_path / "results"
+    argv = ["--spec", spec, "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    assert cli([*argv, "--manifests", str(manifest)]) == 0
+    text = (out / "report.md").read_text()
+    assert "## Data" in text
+    assert "test 2 of 2 present, 1 used; train 2 of 3 present, 2 used" in text
+    assert "**Warning**: in `synthetic`, 1 train/test pair(s)" in text
+    assert "train `A/v1` = test `A/copy_of_v1`" in text

@@ -55,3 +55,11 @@ def test_per_class_gain(per_class):
     assert list(gain["gain"]) == [50.0, 0.0, -25.0]
     with pytest.raises(ValueError, match="different classes"):
         F.per_class_gain(per_class([1, 2, 3]), per_class([1, 2]))
+
+
+def test_classes_without_test_videos_are_not_drawn(per_class):
+    with_t, without = per_class([8, 2, 0, 4]), per_class([4, 4, 0, 4])
+    for table in (with_t, without):
+        table.loc[2, "videos"] = 0  # no test video of Class2: no accuracy to compare
+    gain = F.per_class_gain(with_t, without)  # before: Class2 drawn as a gain of 0
+    assert list(gain["class_name"]) == ["Class0", "Class3", "Class1"]

@@ -140,3 +140,65 @@ def test_writers(tables, tmp_path):
 def test_spec_errors(demo_spec, change, message):
     with pytest.raises(SpecError, match=message):
         validate_spec({**demo_spec, **change})
+
+
+SETTINGS = {
+    "sstl": {"backbone": "r3d_tiny (width 16)", "finetune_input": "28×28, 16 frames",
+             "pretrain_data": "synthetic"},
+    "scratch": {"backbone": "r3d_tiny (width 16)", "finetune_input": "28×28, 16 frames",
+                "pretrain_data": None},
+}  # fmt: skip
+FACTS = {
+    "counts": {
+        "test": {"listed": 3783, "present": 3, "used": 3},
+        "train": {"listed": 9537, "present": 6, "used": 5},
+    },
+    "same_checksum": 0,
+    "same_checksum_pairs": [],
+}
+
+
+def test_our_rows_describe_our_runs_and_columns_their_data(demo_runs, demo_spec):
+    """Before: Scratch/SSTL rows showed the paper's R3D-18, 112x112 and Kinetics-400 beside our
+    numbers from another backbone and size; nothing said how much of the split was there."""
+    spec = {**demo_spec, "settings": SETTINGS}
+    prov = {**PROVENANCE, "manifests": {"synthetic": {**PROVENANCE["manifests"]["synthetic"],
+                                                      **FACTS}}}  # fmt: skip
+    tables = build_tables(spec, demo_runs, prov)
+    sstl = row(tables["table1"], "SSTL")
+    assert sstl["Backbone"] == "r3d_tiny (width 16) (paper: R3D-18)"
+    assert sstl["Input size"] == "28×28, 16 frames (paper: 112×112)"
+    assert sstl["Training data"] == "synthetic train, 5 videos (paper: Kinetics-400)"
+    scratch = row(tables["table1"], "Scratch")
+    assert scratch["Training data"] == "none (random init) (paper: -)"
+    assert (
+        row(tables["table1"], "VCOP [2019 CVPR]")["Backbone"] == "R3D-18"
+    )  # published rows: the paper's
+    assert row(tables["table2"], "SSTL")["Network"] == "r3d_tiny (width 16) (paper: R3D-18)"
+    assert row(tables["table2"], "SSTL (w/o temp)")["Network"] == "R3D-18"  # no settings given
+    notes = tables["table1"].attrs["footnotes"]
+    assert (
+        "Our UCF101 column ('synthetic'), videos listed by its split files: test 3 of 3,783 "
+        "present, 3 used; train 6 of 9,537 present, 5 used." in notes
+    )
+    md = tables["table2"].attrs["footnotes"]
+    assert any("train 6 of 9,537 present" in f for f in md)
+    with pytest.raises(SpecError, match="settings"):
+        validate_spec({**demo_spec, "settings": {"sstl": {"gpu": "H100"}}})
+
+
+def test_settings_come_from_the_config(repo_dir):
+    import yaml
+
+    from sstl import pipeline as P
+
+    cfg = yaml.safe_load((repo_dir / "config/paper.yaml").read_text())
+    settings = P.report_spec(cfg)["settings"]
+    assert settings["sstl"] == {
+        "backbone": "R3D-18, stem max-pool",
+        "finetune_input": "112×112, 16 frames",
+        "pretrain_data": "kinetics400",
+    }
+    assert settings["scratch"]["pretrain_data"] is None
+    demo = yaml.safe_load((repo_dir / "config/config.yaml").read_text())
+    assert P.report_spec(demo)["settings"]["sstl"]["backbone"] == "r3d_tiny (width 16)"

@@ -181,6 +181,15 @@ def _local_missing(cfg: dict[str, Any], with_key: Callable, tmp: Path) -> dict[s
     return with_key(cfg, "finetune.datasets", [*cfg["finetune"]["datasets"], "ucf101"])
 
 
+def _kinetics_without_train(cfg: dict[str, Any], with_key: Callable, tmp: Path) -> dict[str, Any]:
+    """Pretraining on a local Kinetics-400 copy whose annotation folder has no train.csv."""
+    (tmp / "k400").mkdir()
+    (tmp / "notes").mkdir()
+    (tmp / "notes" / "validate.csv").write_text("label,youtube_id,time_start,time_end,split\n")
+    ds = {"source": "local", "local_path": str(tmp / "k400"), "annotations": str(tmp / "notes")}
+    return with_key(with_key(cfg, "datasets.kinetics400", ds), "pretrain.dataset", "kinetics400")
+
+
 # id -> (make the bad config from config.yaml, texts the message must contain)
 # (a compiled pattern must match: the key `run` as a word, not inside another word)
 BAD: dict[str, tuple[Callable[..., dict[str, Any]], list[str | re.Pattern]]] = {
@@ -199,6 +208,14 @@ BAD: dict[str, tuple[Callable[..., dict[str, Any]], list[str | re.Pattern]]] = {
     "missing_local_path": (
         _local_missing,
         ["datasets.ucf101.local_path", "UCF-101", "does not exist", "source: download"],
+    ),
+    "kinetics_without_train_csv": (
+        _kinetics_without_train,
+        [
+            "pretrain.dataset is kinetics400",
+            "notes has no train.csv",
+            "datasets.kinetics400.annotations",
+        ],
     ),
     "unknown_experiment": (
         lambda c, k, t: k(c, "run", [*c["run"], "nosuch"]),
@@ -328,3 +345,26 @@ def test_missing_local_path_is_only_a_path_check(bad_configs):
     P.validate(
         cfg, check_paths=False
     )  # schema and dataclasses accept it: only the folder is missing
+
+
+def test_annotations_folder_must_exist(configs, with_key, tmp_path):
+    ds = {"source": "local", "local_path": str(tmp_path), "annotations": str(tmp_path / "nope")}
+    cfg = with_key(configs["config"], "datasets.ucf101", ds)
+    cfg = with_key(cfg, "finetune.datasets", ["synthetic", "ucf101"])
+    with pytest.raises(P.PipelineConfigError, match=r"datasets\.ucf101\.annotations = .*nope"):
+        P.validate(cfg)
+    (tmp_path / "nope").mkdir()
+    P.validate(cfg)
+
+
+def test_kinetics_train_csv_from_annotations_or_urls(configs, with_key, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "train.csv").write_text("label,youtube_id,time_start,time_end,split\n")
+    cfg = with_key(configs["config"], "pretrain.dataset", "kinetics400")
+    local = {"source": "local", "local_path": str(tmp_path), "annotations": str(tmp_path / "notes")}
+    P.validate(with_key(cfg, "datasets.kinetics400", local))
+    shards = {"source": "download", "urls": ["https://example.invalid/k400/part_0.tar.gz"]}
+    with pytest.raises(P.PipelineConfigError, match=r"has no train\.csv"):
+        P.validate(with_key(cfg, "datasets.kinetics400", shards))
+    shards["urls"].append("https://example.invalid/k400/train.csv")
+    P.validate(with_key(cfg, "datasets.kinetics400", shards))
