@@ -6,8 +6,7 @@ Two codecs (measurements and the choice in docs/data.md):
   closed GOPs, frame ``i`` at pts ``i`` (time base 1/fps). A read seeks to the keyframe at or
   before the first wanted frame and decodes forward; frames are identified by pts, so the result
   equals decoding the whole file sequentially. ~0.2x the size of the source videos. The same
-  source and config give the same bytes, run after run and on any x86-64 CPU (see
-  ``_X264_EXACT``).
+  source and config give the same bytes, run after run, whatever the CPU (``_X264_EXACT``).
 - ``jpeg`` (``.jpgs``): every frame a JPEG, packed in one file behind an offset table; a read
   decodes only the asked frames. Faster to read, ~10x bigger than h264.
 
@@ -54,8 +53,7 @@ _TUNE = "fastdecode"
 # C mbtree code. One thread: x264's output depends on its thread count. Details: docs/data.md.
 _X264_EXACT = "cpu-independent=1"
 # Bumped when a writer's bytes for the same source and config change, so that extraction rewrites
-# older files instead of reusing them. h264 revision 1 (no "revision" in the header): before
-# _X264_EXACT.
+# older files; a header without "revision" is revision 1 (h264 before _X264_EXACT).
 STORE_REVISION = {"h264": 2, "jpeg": 1}
 
 
@@ -155,12 +153,8 @@ def write_store(
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     fps = _rate(source_fps(src))
-    header = {
-        "sstl_store": 1,
-        "revision": STORE_REVISION[cfg.codec],
-        "config": asdict(cfg),
-        "meta": meta or {},
-    }
+    revision = STORE_REVISION[cfg.codec]
+    header = {"sstl_store": 1, "revision": revision, "config": asdict(cfg), "meta": meta or {}}
     writer = {"h264": _write_h264, "jpeg": _write_jpeg}[cfg.codec]
     try:
         n, width, height = writer(iter_frames(src, cfg.short_side), tmp, fps, cfg, header)
@@ -260,9 +254,7 @@ class StoreReader:
     fps = property(lambda self: float(Fraction(*self._get("fps"))))
     config = property(lambda self: dict(self._get("config") or {}), doc="StoreConfig as dict")
     meta = property(lambda self: dict(self._get("meta") or {}), doc="write_store's meta")
-    revision = property(
-        lambda self: int(self._get("revision") or 1), doc="STORE_REVISION of the writer (1: none)"
-    )
+    revision = property(lambda self: int(self._get("revision") or 1), doc="see STORE_REVISION")
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         """Frames ``indices`` (any order, repeats allowed) as ``[T, H, W, 3]`` uint8 RGB."""
