@@ -98,6 +98,13 @@ def rar_tools() -> None:
     require_tools("unar", "lsar", "bsdtar", hint="install them with .ci/install-extractors.sh")
 
 
+@pytest.fixture(scope="session")
+def c_compiler() -> str:
+    """The system C compiler, for tests that build a small LD_PRELOAD shim."""
+    require_tools("cc", hint="install a C compiler, e.g. apt-get install gcc")
+    return shutil.which("cc")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

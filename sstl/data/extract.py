@@ -5,8 +5,8 @@
 shard CSVs into ``data/<ds>/manifest.csv`` (columns in docs/architecture.md). A video that is
 missing or cannot be decoded gets status ``missing``/``corrupt`` with the reason and the stage
 goes on. A rerun after a crash skips store files that are already complete: each file is renamed
-into place only when written, and its header records the source checksum and the store config,
-which must both match for the file to be reused.
+into place only when written, and its header records the source checksum, the store config and
+the writer's revision, which must all match for the file to be reused.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sstl.config import ConfigError, StoreConfig, load_section
 from sstl.data import splits
 from sstl.data.clips import MANIFEST_COLUMNS, load_manifest
 from sstl.data.layout import read_located
-from sstl.data.store import StoreReader, store_ext, write_store
+from sstl.data.store import STORE_REVISION, StoreReader, store_ext, write_store
 from sstl.data.video import VideoDecodeError
 from sstl.files import sha256_file
 from sstl.runtime import log_startup, parse_cfg, setup_logging
@@ -88,7 +88,8 @@ def _extract_one(
     if dst.is_file():
         try:
             reader = StoreReader(dst)
-            if reader.config == asdict(cfg) and reader.meta == meta:
+            current = reader.config == asdict(cfg) and reader.revision == STORE_REVISION[cfg.codec]
+            if current and reader.meta == meta:
                 row.update(
                     frames=reader.num_frames,
                     fps=reader.fps,

@@ -5,12 +5,13 @@ Two codecs (measurements and the choice in docs/data.md):
 - ``h264`` (default, ``.mp4``): libx264 with a keyframe every ``gop`` frames, no B-frames and
   closed GOPs, frame ``i`` at pts ``i`` (time base 1/fps). A read seeks to the keyframe at or
   before the first wanted frame and decodes forward; frames are identified by pts, so the result
-  equals decoding the whole file sequentially. ~0.2x the size of the source videos.
+  equals decoding the whole file sequentially. ~0.2x the size of the source videos. The same
+  source and config give the same bytes, run after run, whatever the CPU (``_X264_EXACT``).
 - ``jpeg`` (``.jpgs``): every frame a JPEG, packed in one file behind an offset table; a read
   decodes only the asked frames. Faster to read, ~10x bigger than h264.
 
-Both embed a JSON header (the StoreConfig, frame count, caller metadata such as the source
-checksum) so a file describes itself and an interrupted extraction can tell finished files.
+Both embed a JSON header (the StoreConfig, the writer's revision, caller metadata such as the
+source checksum) so a file describes itself and an interrupted extraction can tell finished files.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ _JPEG_MAGIC = b"SSTLJPG1"
 _PRESET = "fast"  # x264 speed/size trade-off: slower presets gain <1% size on 128p clips
 # tune=fastdecode (CAVLC, no weighted prediction): ~30% faster random reads for ~6% more bytes
 _TUNE = "fastdecode"
+# Same bytes every run: x264's AVX-512 mbtree code handles 8 macroblocks per step past the end of
+# a row and so mixes never-written memory into the qp offsets; cpu-independent=1 selects its exact
+# C mbtree code. One thread: x264's output depends on its thread count. Details: docs/data.md.
+_X264_EXACT = "cpu-independent=1"
+# Bumped when a writer's bytes for the same source and config change, so that extraction rewrites
+# older files; a header without "revision" is revision 1 (h264 before _X264_EXACT).
+STORE_REVISION = {"h264": 2, "jpeg": 1}
 
 
 @dataclass
@@ -84,6 +92,7 @@ def _write_h264(
                 stream.width, stream.height = size
                 stream.pix_fmt = "yuv420p"
                 stream.codec_context.gop_size = cfg.gop
+                stream.codec_context.thread_count = 1  # see _X264_EXACT
                 stream.options = {
                     "crf": str(cfg.crf),
                     "preset": _PRESET,
@@ -92,7 +101,7 @@ def _write_h264(
                     # fixed keyframe spacing (no scene-cut keyframes), closed GOPs: every
                     # keyframe is an IDR that a seek can start decoding from.
                     "x264-params": f"keyint={cfg.gop}:min-keyint={cfg.gop}:scenecut=0:"
-                    "bframes=0:open-gop=0",
+                    f"bframes=0:open-gop=0:{_X264_EXACT}",
                 }
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts, frame.time_base = n - 1, 1 / fps
@@ -144,7 +153,8 @@ def write_store(
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     fps = _rate(source_fps(src))
-    header = {"sstl_store": 1, "config": asdict(cfg), "meta": meta or {}}
+    revision = STORE_REVISION[cfg.codec]
+    header = {"sstl_store": 1, "revision": revision, "config": asdict(cfg), "meta": meta or {}}
     writer = {"h264": _write_h264, "jpeg": _write_jpeg}[cfg.codec]
     try:
         n, width, height = writer(iter_frames(src, cfg.short_side), tmp, fps, cfg, header)
@@ -244,6 +254,7 @@ class StoreReader:
     fps = property(lambda self: float(Fraction(*self._get("fps"))))
     config = property(lambda self: dict(self._get("config") or {}), doc="StoreConfig as dict")
     meta = property(lambda self: dict(self._get("meta") or {}), doc="write_store's meta")
+    revision = property(lambda self: int(self._get("revision") or 1), doc="see STORE_REVISION")
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         """Frames ``indices`` (any order, repeats allowed) as ``[T, H, W, 3]`` uint8 RGB."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -132,4 +133,13 @@ def stores(tmp_path_factory, sample_videos) -> dict[str, dict[str, tuple[Path, P
             dst = root / (re.sub(r"\W", "_", Path(name).stem) + store_ext(codec))
             write_store(src, dst, StoreConfig(codec=codec))
             out[codec][name] = (src, dst)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fill_memalign(tmp_path_factory, c_compiler: str) -> Path:
+    """fill_memalign.so: LD_PRELOAD it with $FILL set to choose what x264's memory holds."""
+    out = tmp_path_factory.mktemp("shim") / "fill_memalign.so"
+    src = Path(__file__).with_name("fill_memalign.c")
+    subprocess.run([c_compiler, "-O2", "-shared", "-fPIC", "-o", out, src, "-ldl"], check=True)
     return out

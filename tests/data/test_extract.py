@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from sstl.config import StoreConfig
+from sstl.data import store
 from sstl.data.clips import MANIFEST_COLUMNS, load_manifest
 from sstl.data.extract import (
     cli_extract,
@@ -20,6 +21,7 @@ from sstl.data.extract import (
     sha256_file,
     split_entries,
 )
+from sstl.data.store import StoreReader
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
 
@@ -119,6 +121,23 @@ def test_rerun_reuses_finished_store_files(extracted, ucf_source, tmp_path):
         progress=False,
     )
     assert df2.set_index("id").loc[vid.id, "size"] != vid["size"]
+
+
+def test_store_from_an_older_writer_is_rewritten(ucf_source, tmp_path, monkeypatch):
+    """Same source and config, but written by an older revision of the writer: not reused."""
+    entries = split_entries("ucf101", ucf_source / "splits", 1)
+    shard, cfg = (0, len(entries)), StoreConfig(short_side=32)  # the first video only
+
+    def extract() -> StoreReader:
+        df = extract_shard(entries, ucf_source / "videos", tmp_path / "store", cfg, shard,
+                           tmp_path / "0.csv", progress=False)  # fmt: skip
+        assert df["status"].tolist() == ["ok"]
+        return StoreReader(tmp_path / "store" / df.loc[0, "path"])
+
+    monkeypatch.setitem(store.STORE_REVISION, "h264", 1)
+    assert extract().revision == 1
+    monkeypatch.undo()
+    assert extract().revision == store.STORE_REVISION["h264"] == 2
 
 
 def test_merge_checks_shards_and_duplicates(extracted, tmp_path):
