@@ -2,7 +2,7 @@
 
 Usage::
 
-    sstl report --spec JSON_or_@file --runs runs --out results \\
+    sstl report --spec JSON_or_@file --runs runs --inputs RESULT_FILES... --out results \\
         [--config config/config.yaml] [--manifests data/<ds>/manifest.csv ...]
 
 Writes ``<out>/tables/table{1..5}.{csv,md,tex}``, ``<out>/figures/figure{1,2,4,5}.png``,
@@ -59,7 +59,7 @@ from sstl.files import write_json
 from sstl.report import figures
 from sstl.report.page import report_md
 from sstl.report.provenance import provenance_of
-from sstl.report.runs import learning_is_real, read_metric, shown, summary
+from sstl.report.runs import Runs, learning_is_real, read_metric, shown, summary
 from sstl.report.spec import SpecError, load_spec, validate_figures, validate_spec
 from sstl.report.tables import build_tables
 from sstl.report.writers import write_tables
@@ -74,7 +74,7 @@ def _json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def make_figures(spec: dict, runs: Path, out: Path) -> dict[str, list[str]]:
+def make_figures(spec: dict, runs: Runs, out: Path) -> dict[str, list[str]]:
     """Draw the four figures; return, per figure, notes on what was not run."""
     missing: dict[str, list[str]] = {k: [] for k in ("figure1", "figure2", "figure4", "figure5")}
     fig1 = spec["figure1"]
@@ -84,7 +84,7 @@ def make_figures(spec: dict, runs: Path, out: Path) -> dict[str, list[str]]:
         if key == "dataset":
             continue
         path = runs / "analysis" / str(exp) / ds1 / "similarity.json"
-        sims[FIG1_LABELS.get(key, key)] = _json(path) if exp else None
+        sims[FIG1_LABELS.get(key, key)] = _json(path) if exp and runs.has(path) else None
         if sims[FIG1_LABELS.get(key, key)] is None:
             why = f"{shown(path, runs)} missing" if exp else "no experiment assigned"
             missing["figure1"].append(f"{key}: not run: {why}")
@@ -102,7 +102,7 @@ def make_figures(spec: dict, runs: Path, out: Path) -> dict[str, list[str]]:
     for key in ("with_temp", "without_temp"):
         exp, ds = fig5.get(key), fig5["dataset"]
         path = runs / "finetune" / str(exp) / str(ds) / "per_class.csv"
-        ok = exp is not None and ds is not None and path.is_file()
+        ok = exp is not None and ds is not None and runs.has(path)
         tables.append(pd.read_csv(path) if ok else None)
         if not ok:
             why = f"{shown(path, runs)} missing" if exp and ds else "no experiment or dataset"
@@ -117,6 +117,14 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sstl report", description=__doc__.split("\n")[0])
     parser.add_argument("--spec", required=True, help="report spec: JSON, or @file (JSON/YAML)")
     parser.add_argument("--runs", type=Path, required=True, help="the runs/ folder")
+    parser.add_argument(
+        "--inputs",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="the result files to read (metrics.json, per_class.csv, similarity.json under "
+        "--runs); nothing else in --runs is read",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (results/)")
     parser.add_argument("--config", type=Path, help="config YAML, hashed for provenance")
     parser.add_argument("--manifests", type=Path, nargs="*", default=[], help="manifest CSVs")
@@ -130,6 +138,10 @@ def cli(argv: list[str]) -> int:
     for path in [args.config, *args.manifests]:
         if path is not None and not path.is_file():
             parser.error(f"{path} does not exist")
+    try:
+        runs = Runs(args.inputs, args.runs)
+    except ValueError as err:
+        parser.error(str(err))
     provenance = provenance_of(args.config, args.manifests, spec)
     for ds, facts in provenance["manifests"].items():
         if facts.get("same_checksum"):
@@ -140,12 +152,12 @@ def cli(argv: list[str]) -> int:
                 facts["same_checksum"],
                 facts["same_checksum_pairs"][0],
             )
-    tables = build_tables(spec, args.runs, provenance)
+    tables = build_tables(spec, runs, provenance)
     write_tables(tables, args.out / "tables")
-    missing = make_figures(spec, args.runs, args.out / "figures")
-    real = learning_is_real(spec, args.runs)
-    text = report_md(spec, tables, real, missing, provenance, args.runs)
+    missing = make_figures(spec, runs, args.out / "figures")
+    real = learning_is_real(spec, runs)
+    text = report_md(spec, tables, real, missing, provenance, runs)
     (args.out / "report.md").write_text(text)
-    write_json(args.out / "summary.json", summary(args.runs, tables, real, provenance))
+    write_json(args.out / "summary.json", summary(runs, tables, real, provenance))
     log.info("wrote %s", args.out / "report.md")
     return 0

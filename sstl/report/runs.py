@@ -2,16 +2,55 @@
 
 ``runs/`` holds ``finetune/<exp>/<ds>/metrics.json`` (``sstl evaluate``),
 ``retrieval/<exp>/<ds>/metrics.json`` (``sstl retrieve``) and
-``analysis/<exp>/<ds>/similarity.json`` (``sstl analyse``). A number the report cannot read comes
-back as a "not run: why" reason, never as a guess.
+``analysis/<exp>/<ds>/similarity.json`` (``sstl analyse``). The report reads only the files it is
+given (:class:`Runs`: the workflow rule's declared inputs), never whatever else lies in ``runs/``,
+so the results of an experiment removed from the config cannot leak in. A number the report
+cannot read comes back as a "not run: why" reason, never as a guess.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+
+class Runs(os.PathLike):
+    """The result files the report may read: ``files`` under one ``runs/`` folder, each at
+    ``<root>/<kind>/<exp>/<dataset>/<name>``. As a path it is that root (for building the
+    expected path of a cell's file and for messages); :meth:`has` says whether a file is one of
+    the inputs and exists."""
+
+    def __init__(self, files: Iterable[str | os.PathLike], root: str | os.PathLike) -> None:
+        self.root = Path(root).resolve()
+        self.files = {Path(f).resolve() for f in files}
+        outside = sorted(str(f) for f in self.files if self.root not in f.parents[3:4])
+        if outside:
+            raise ValueError(
+                f"report inputs must be {self.root}/<kind>/<exp>/<dataset>/<file>: {outside[:3]}"
+            )
+
+    def __fspath__(self) -> str:
+        return str(self.root)
+
+    def __truediv__(self, part: str | os.PathLike) -> Path:
+        return self.root / part
+
+    @property
+    def parent(self) -> Path:
+        return self.root.parent
+
+    def has(self, path: str | os.PathLike) -> bool:
+        return Path(path).resolve() in self.files and Path(path).is_file()
+
+    def of(self, kind: str, name: str) -> Iterator[Path]:
+        """The inputs ``<root>/<kind>/*/*/<name>``, sorted."""
+        for path in sorted(self.files):
+            if path.name == name and path.parents[2].name == kind and path.parents[3] == self.root:
+                yield path
 
 
 def metrics_path(runs_dir: Path, kind: str, exp: str, ds: str) -> Path:
@@ -28,7 +67,7 @@ def shown(path: Path, runs_dir: Path) -> str:
 
 
 def read_metric(
-    spec: dict[str, Any], runs_dir: Path, kind: str, exp: str | None, ds: str | None, metric: str
+    spec: dict[str, Any], runs_dir: Runs, kind: str, exp: str | None, ds: str | None, metric: str
 ) -> tuple[float | None, str | None, Path | None]:
     """(value, None, metrics file) when we have the number, else (None, "not run: why", None).
 
@@ -43,7 +82,7 @@ def read_metric(
     if ds is None:
         return None, "not run: no dataset of ours assigned", None
     path = metrics_path(runs_dir, kind, exp, ds)
-    if not path.is_file():
+    if not runs_dir.has(path):
         return None, f"not run: metrics file {shown(path, runs_dir)} missing", None
     value = json.loads(path.read_text()).get(metric)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -51,7 +90,7 @@ def read_metric(
     return float(value), None, path
 
 
-def learning_is_real(spec: dict, runs: Path) -> dict[str, Any]:
+def learning_is_real(spec: dict, runs: Runs) -> dict[str, Any]:
     """SSTL vs random init vs SSTL w/o temporal aug on retrieval and fine-tune top-1."""
     t1, t2 = spec["table1"], spec["table2"]
     ds = spec["figure5"]["dataset"] or spec["datasets"]["ucf101"]
@@ -88,15 +127,15 @@ def learning_is_real(spec: dict, runs: Path) -> dict[str, Any]:
     return {"dataset": ds, "models": rows, "margins": margins}
 
 
-def summary(runs: Path, tables: dict, real: dict, provenance: dict) -> dict[str, Any]:
+def summary(runs: Runs, tables: dict, real: dict, provenance: dict) -> dict[str, Any]:
     """All our numbers (for ``dvc metrics``), the tables' cells and the provenance."""
     out: dict[str, Any] = {"finetune": {}, "retrieval": {}, "analysis": {}}
     for kind in ("finetune", "retrieval"):
-        for path in sorted((runs / kind).glob("*/*/metrics.json")):
+        for path in runs.of(kind, "metrics.json"):
             m = json.loads(path.read_text())
             nums = {k: v for k, v in m.items() if isinstance(v, (int, float))}
             out[kind].setdefault(path.parent.parent.name, {})[path.parent.name] = nums
-    for path in sorted((runs / "analysis").glob("*/*/similarity.json")):
+    for path in runs.of("analysis", "similarity.json"):
         s = json.loads(path.read_text())
         out["analysis"].setdefault(path.parent.parent.name, {})[path.parent.name] = {
             "figure1_mean": dict(

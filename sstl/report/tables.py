@@ -20,7 +20,7 @@ import pandas as pd
 
 from sstl.report.paper import TABLES, load_paper
 from sstl.report.provenance import column_note, table_provenance
-from sstl.report.runs import read_metric
+from sstl.report.runs import Runs, read_metric
 from sstl.report.spec import validate_spec
 
 LABELS = {"ucf101": "UCF101", "hmdb51": "HMDB51", "top1": "Top1", "top5": "Top5"}
@@ -53,7 +53,7 @@ KIND |= {"table4": "finetune", "table5": "finetune"}
 
 
 def lookup(
-    spec: dict[str, Any], runs_dir: Path, kind: str, exp: str | None, paper_ds: str, metric: str
+    spec: dict[str, Any], runs_dir: Runs, kind: str, exp: str | None, paper_ds: str, metric: str
 ) -> tuple[float | None, str | None, Path | None]:
     """:func:`read_metric` for the dataset of ours that stands in for paper dataset ``paper_ds``."""
     ds = spec["datasets"].get(paper_ds)
@@ -97,7 +97,7 @@ def _ours(key: str, setting: dict[str, Any], paper_value: Any, provenance: dict)
 
 
 def build_table(
-    name: str, spec: dict[str, Any], runs_dir: Path, provenance: dict[str, Any], paper: dict
+    name: str, spec: dict[str, Any], runs_dir: Runs, provenance: dict[str, Any], paper: dict
 ) -> pd.DataFrame:
     """One table (see the module docstring for its layout)."""
     table = paper[name]
@@ -149,14 +149,14 @@ def build_table(
     return df
 
 
-def build_tables(spec: dict, runs_dir: Path, provenance: dict) -> dict[str, pd.DataFrame]:
+def build_tables(spec: dict, runs: Runs, provenance: dict) -> dict[str, pd.DataFrame]:
     """Tables 1-5 as DataFrames keyed ``table1``..``table5``.
 
-    ``spec``: the report spec (``sstl.report.build`` docstring). ``runs_dir``: the ``runs/``
-    folder holding ``finetune/<exp>/<ds>/metrics.json`` and ``retrieval/<exp>/<ds>/metrics.json``.
+    ``spec``: the report spec (``sstl.report.build`` docstring). ``runs``: the result files the
+    report may read (``finetune/<exp>/<ds>/metrics.json``, ``retrieval/<exp>/<ds>/metrics.json``).
     ``provenance``: ``{"git": {"sha", "dirty"}, "config": {"path", "sha256", "hash"} (any may be
     missing), "manifests": {<our dataset>: {"path", "sha256"}}}``.
     """
     paper = load_paper()
     spec = validate_spec(spec, paper)
-    return {n: build_table(n, spec, Path(runs_dir), provenance, paper) for n in TABLES}
+    return {n: build_table(n, spec, runs, provenance, paper) for n in TABLES}

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from sstl.eval import similarity as S
+from sstl.report.runs import Runs
 
 WEIGHTS_SHA = {"sstl": "a" * 64, "sstl_no_temp": "b" * 64, "scratch": None}
 FINETUNE_TOP1 = {"sstl": 62.5, "sstl_no_temp": 50.0, "scratch": 25.0}
@@ -149,9 +150,15 @@ def make_demo_runs(write_finetune, write_retrieval) -> Callable[[Path], Path]:
     return make
 
 
+def all_results(runs: Path) -> list[Path]:
+    """Every result file under ``runs`` (what the workflow's report rule declares as inputs)."""
+    return sorted(p for p in runs.glob("*/*/*/*") if p.is_file())
+
+
 @pytest.fixture
-def demo_runs(tmp_path, make_demo_runs) -> Path:
-    return make_demo_runs(tmp_path / "runs")
+def demo_runs(tmp_path, make_demo_runs) -> Runs:
+    runs = make_demo_runs(tmp_path / "runs")
+    return Runs(all_results(runs), runs)
 
 
 def demo_spec_dict() -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sstl.report.spec import validate_figures, validate_spec
 
 
 def run_report(tmp_path, spec, *extra: str) -> subprocess.CompletedProcess:
+    inputs = [str(p.relative_to(tmp_path)) for p in sorted((tmp_path / "runs").glob("*/*/*/*"))]
     return subprocess.run(
         [
             sys.executable,
@@ -33,6 +34,8 @@ def run_report(tmp_path, spec, *extra: str) -> subprocess.CompletedProcess:
             json.dumps(spec),
             "--runs",
             "runs",
+            "--inputs",
+            *inputs,
             "--out",
             "results",
             *extra,
@@ -109,6 +112,28 @@ def test_summary(built):
     assert sstl["UCF101 ours"] == 62.5 and sstl["UCF101 paper"] == 79.1
     assert summary["learning_is_real"]["models"]["SSTL"]["finetune"]["top1"] == 62.5
     assert summary["provenance"]["manifests"]["synthetic"]["path"].endswith("manifest.csv")
+
+
+def test_only_the_declared_inputs_are_read(tmp_path, make_demo_runs, make_demo_spec):
+    """Results of an experiment removed from the config stay in runs/ but are no input of the
+    report: they must not reach summary.json, the tables or the protocol list."""
+    runs = make_demo_runs(tmp_path / "runs")
+    declared = [str(p) for p in sorted(runs.glob("*/*/*/*"))]
+    stale = runs / "retrieval" / "old_exp" / "synthetic" / "metrics.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text((runs / "retrieval/sstl/synthetic/metrics.json").read_text())
+    gone = runs / "finetune" / "sstl_no_temp" / "synthetic" / "metrics.json"  # not declared
+    declared.remove(str(gone))
+    out = tmp_path / "results"
+    argv = ["--spec", json.dumps(make_demo_spec()), "--runs", str(runs), "--inputs", *declared]
+    assert cli([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert "old_exp" not in summary["retrieval"] and "sstl_no_temp" not in summary["finetune"]
+    text = (out / "report.md").read_text()
+    assert "old_exp" not in text
+    assert "runs/finetune/sstl_no_temp/synthetic/metrics.json missing" in text
+    with pytest.raises(SystemExit):  # an input outside <runs>/<kind>/<exp>/<dataset>/
+        cli([*argv, str(tmp_path / "elsewhere.json"), "--out", str(out)])
 
 
 def test_learning_is_real_margins(demo_runs, demo_spec):
@@ -200,7 +225,9 @@ def test_report_warns_of_one_video_in_train_and_test(tmp_path, make_demo_runs, m
     df.to_csv(manifest, index=False)
     spec = json.dumps(make_demo_spec())
     out = tmp_path / "results"
-    argv = ["--spec", spec, "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    inputs = [str(p) for p in sorted((tmp_path / "runs").glob("*/*/*/*"))]
+    argv = ["--spec", spec, "--runs", str(tmp_path / "runs"), "--inputs", *inputs]
+    argv += ["--out", str(out)]
     assert cli([*argv, "--manifests", str(manifest)]) == 0
     text = (out / "report.md").read_text()
     assert "## Data" in text

@@ -37,4 +37,5 @@ rule report:
         spec=lambda wc: P.cli_json(P.report_spec(config)),
     shell:
         "sstl report --spec {params.spec} --runs runs --out results"
-        " --manifests {input.manifests:q} > {log:q} 2>&1"
+        " --inputs {input.evaluations:q} {input.per_class:q} {input.retrievals:q}"
+        " {input.analyses:q} --manifests {input.manifests:q} > {log:q} 2>&1"
