@@ -70,6 +70,13 @@ def source_of(wc):
     return f"data/{wc.dataset}/source/source.json"
 
 
+def located_of(wc):
+    """Where fetch found each listed video (extraction reads it); the synthetic set has none."""
+    if wc.dataset == "synthetic":
+        return []
+    return f"data/{wc.dataset}/source/located.csv"
+
+
 def pretrain_dataset(wc):
     return P.stage_config(config, "pretrain", wc.exp)["dataset"]
 

@@ -20,6 +20,7 @@ rule synthetic:
 rule fetch:
     output:
         summary="data/{dataset}/source/source.json",
+        located="data/{dataset}/source/located.csv",
     log:
         "logs/fetch/{dataset}.log",
     conda:
@@ -37,6 +38,7 @@ rule fetch:
 rule extract:
     input:
         source=source_of,
+        located=located_of,
     output:
         store=directory("data/{dataset}/store/{shard}"),
         shard="data/{dataset}/shards/{shard}.csv",
