@@ -116,6 +116,30 @@ def test_sigterm_saves_exits_75_and_the_rerun_continues(tiny_data, tmp_path, hel
     assert_bit_identical(weights(tmp_path), reference[0])
 
 
+@pytest.mark.slow
+def test_sigusr1_at_an_epoch_boundary_then_exact_completion(
+    tiny_data, tmp_path, helpers, reference
+):
+    """Slurm's time-limit warning (USR1 to the job step: the process and its workers) right
+    after an epoch ends: saved, exit 75, and the rerun ends with the uninterrupted weights."""
+    cfg = helpers.tiny_cfg(**WORKER_CFG)
+    epochs = tmp_path / "epochs.jsonl"
+    proc = start(helpers, tiny_data, tmp_path, cfg)
+    deadline = time.monotonic() + 120
+    while not (epochs.is_file() and epochs.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, "epoch 2 never ended"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGUSR1)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_REQUEUE, stderr[-3000:]
+    assert "stopped by SIGUSR1" in stderr
+    rerun = helpers.run_pretrain(tiny_data, tmp_path, cfg)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    steps = [m["step"] for m in helpers.read_metrics(tmp_path / "metrics.jsonl")]
+    assert steps == list(range(1, 33))
+    assert_bit_identical(weights(tmp_path), reference[0])
+
+
 def test_config_change_moves_the_old_state_aside(tiny_data, tmp_path, helpers):
     first = helpers.run_pretrain(tiny_data, tmp_path, helpers.tiny_cfg(run={"max_steps": 2}))
     assert first.returncode == 0, first.stderr[-3000:]
