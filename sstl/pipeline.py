@@ -102,7 +102,7 @@ def experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def is_scratch(config: Mapping[str, Any], name: str) -> bool:
-    return experiment(config, name)["init"] == "scratch"
+    return experiment(config, name)["init"] == C.SCRATCH
 
 
 # stage -> where each part of its ``--cfg`` comes from: (key in the job config, or None for the

@@ -14,7 +14,7 @@ Import from ``sstl.config``: the split is for reading, not a second API.
 
 from sstl.config.data import DatasetConfig, StoreConfig, SyntheticConfig
 from sstl.config.evaluation import AnalysisConfig, EvalConfig, RetrievalConfig
-from sstl.config.jobs import AnalyseJob, RetrieveJob
+from sstl.config.jobs import SCRATCH, AnalyseJob, RetrieveJob
 from sstl.config.loader import ConfigError, load_section, to_dict
 from sstl.config.training import (
     FinetuneConfig,
@@ -29,6 +29,7 @@ from sstl.config.training import (
 )
 
 __all__ = [
+    "SCRATCH",
     "AnalyseJob",
     "AnalysisConfig",
     "ConfigError",

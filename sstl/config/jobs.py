@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from sstl.config.evaluation import AnalysisConfig, RetrievalConfig
 from sstl.config.training import ModelConfig, TemporalConfig
 
+SCRATCH = "scratch"  # an experiment's init without pretraining: a seeded random backbone
+
 
 @dataclass
 class RetrieveJob:

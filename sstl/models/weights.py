@@ -25,13 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from sstl.config import ConfigError, ModelConfig, load_section
+from sstl.config import SCRATCH, ConfigError, ModelConfig, load_section
 from sstl.files import save_atomic, sha256_file
 from sstl.models.sstl import Finetuner, SSTLModel, unwrap
 
 log = logging.getLogger(__name__)
 
-SCRATCH = "scratch"  # the init of an experiment without pretraining
 PRETRAINED_KEYS = ("model", "model_cfg", "config", "meta")
 FINETUNED_KEYS = ("model", "num_classes", "classes", "model_cfg", "dropout", "meta")
 BACKBONE_KEYS = ("arch", "width", "stem_pool")  # model settings that shape the backbone
