@@ -11,10 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import shlex
-import signal
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from typing import Any
 import yaml
 
 from sstl import config as C
+from sstl import slurm_job
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -37,16 +35,6 @@ PARAM_KEYS: dict[str, list[str]] = {
     "retrieve": ["seed", "retrieval", "pretrain.model", "experiments"],
     "analyse": ["seed", "analysis", "pretrain.model", "pretrain.temporal", "experiments"],
     "report": ["report", "run"],
-}
-
-# Where a job runs is the cluster's business: these keys belong to the Slurm profile (resource
-# names on the right), never to the config, which holds only job sizes.
-CLUSTER_KEYS = {
-    "partition": "slurm_partition",
-    "account": "slurm_account",
-    "qos": "qos",
-    "constraint": "constraint",
-    "gpu_model": "gpu_model",
 }
 
 # Experiment override sections and what they override.
@@ -196,9 +184,13 @@ def validate(
     The dataclasses add the checks a schema cannot express (n_drop against the window, ...), so a
     bad experiment fails here rather than hours later on the cluster.
     """
-    check_cluster_keys(config)
-    validate_schema(config, schema_path)
-    check_warning(config)
+    try:
+        slurm_job.check_cluster_keys(config)
+        validate_schema(config, schema_path)
+        for rule in config.get("resources") or {}:
+            slurm_job.check_warning(rule, resources(config, rule))
+    except slurm_job.SlurmJobError as err:
+        raise PipelineConfigError(str(err)) from None
     for name in run_experiments(config):
         if name not in config.get("experiments", {}):
             raise PipelineConfigError(
@@ -244,51 +236,6 @@ def resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
         config.get("resources", {}).get("default", {}), config.get("resources", {}).get(rule, {})
     )
     return res
-
-
-def check_cluster_keys(config: Mapping[str, Any]) -> None:
-    """A partition, account, QOS, constraint or GPU type in ``resources:`` is an error that says
-    where it goes instead (a schema error would only list the allowed keys)."""
-    sections = config.get("resources")
-    for rule, section in sections.items() if isinstance(sections, Mapping) else ():
-        if not isinstance(section, Mapping):
-            continue  # the schema names it
-        for key in sorted(set(section) & set(CLUSTER_KEYS)):
-            name = CLUSTER_KEYS[key]
-            raise PipelineConfigError(
-                f"resources.{rule}.{key} = {section[key]!r}: the config holds job sizes only; "
-                f"where jobs run belongs to the Slurm profile. Remove it and set {name} in "
-                f"workflow/profiles/slurm/config.yaml (default-resources: for every job, "
-                f"set-resources: {rule}: for this rule) or on the command line "
-                f"(--set-resources {rule}:{name}=...); see README, Running on a Slurm cluster"
-            )
-
-
-def check_warning(config: Mapping[str, Any]) -> None:
-    """``warn_seconds`` must fall inside the job's runtime, or Slurm signals the job at its start."""
-    for rule in config.get("resources") or {}:
-        res = resources(config, rule)
-        warn, runtime = res.get("warn_seconds", 0), res.get("runtime")
-        if warn and runtime is not None and warn >= 60 * runtime:
-            raise PipelineConfigError(
-                f"resources.{rule}.warn_seconds = {warn} is not shorter than its runtime of "
-                f"{runtime} min ({60 * runtime} s): Slurm would send the warning at the job's "
-                f"start. Lower warn_seconds or raise resources.{rule}.runtime"
-            )
-
-
-def ignore_warning_signal() -> None:
-    """In a Slurm job, make this Snakemake process, and what it starts, ignore SIGUSR1.
-
-    ``--signal=USR1@N`` (resources' ``warn_seconds``) reaches every process of the job's steps:
-    the Slurm jobstep plugin's inner Snakemake, the rule's shell and the trainer. Only the trainer
-    handles it (it saves and exits 75); Snakemake and bash would die of it (the default action),
-    and the job with them, before the save. An ignored signal stays ignored across fork and exec,
-    and the trainer's own handler (``sstl.train.preempt``) replaces it. ``B:USR1`` is no
-    alternative: it reaches only the batch shell, whose death ends the job at once.
-    """
-    if os.environ.get("SLURM_JOB_ID") and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def launcher(tasks: int, basedir: str | Path = ".") -> str:

@@ -2,7 +2,7 @@
 
 Slurm sends SIGTERM on preemption and timeouts, and ``--signal=USR1@N`` (the workflow's
 ``resources.<rule>.warn_seconds``) sends SIGUSR1 to every process of the job step N seconds before
-the time limit; the Snakemake process around the trainer ignores it (``sstl.pipeline.
+the time limit; the Snakemake process around the trainer ignores it (``sstl.slurm_job.
 ignore_warning_signal``), and an inherited SIG_IGN does not stop the handler installed here. The
 handler only sets ``Preemption.requested``; the training loop
 checks it at step boundaries (:meth:`Preemption.should_stop`, all-reduced under DDP so every rank

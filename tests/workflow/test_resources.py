@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sstl import pipeline as P
+from sstl import slurm_job
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_configs_hold_sizes_only(configs, name):
     """No partition, account, QOS, constraint or GPU type in config/*.yaml: the profile's."""
     for rule, section in configs[name]["resources"].items():
-        assert not set(section) & set(P.CLUSTER_KEYS), (name, rule, section)
+        assert not set(section) & set(slurm_job.CLUSTER_KEYS), (name, rule, section)
     text = (REPO / "config" / f"{name}.yaml").read_text()
     resources = text[text.index("\nresources:") :]
     for line in resources.splitlines():
@@ -32,7 +33,7 @@ def test_configs_hold_sizes_only(configs, name):
         assert "partition" not in code and "account" not in code, line
 
 
-@pytest.mark.parametrize(("key", "name"), sorted(P.CLUSTER_KEYS.items()))
+@pytest.mark.parametrize(("key", "name"), sorted(slurm_job.CLUSTER_KEYS.items()))
 def test_a_cluster_key_in_the_config_says_where_it_goes(configs, key, name):
     cfg = configs["tiny"]
     cfg["resources"]["pretrain"][key] = "a100"
@@ -78,8 +79,8 @@ def test_training_rules_are_warned_by_default(configs):
 _PROBE = textwrap.dedent(
     """
     import signal, subprocess, sys
-    from sstl import pipeline as P
-    P.ignore_warning_signal()
+    from sstl import slurm_job
+    slurm_job.ignore_warning_signal()
     here = signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
     # a shell started from here, as Snakemake starts a rule's: is SIGUSR1 ignored in it?
     mask = subprocess.run(["bash", "-c", "grep SigIgn /proc/self/status"], capture_output=True,

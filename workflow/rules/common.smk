@@ -6,8 +6,9 @@ sys.path.insert(
 )  # import the package from this checkout, installed or not
 
 from sstl import pipeline as P
+from sstl import slurm_job
 
-P.ignore_warning_signal()  # in a Slurm job: the warning is for the trainer (see res())
+slurm_job.ignore_warning_signal()  # in a Slurm job: the warning is for the trainer (see res())
 
 try:
     P.validate(config)
@@ -44,7 +45,7 @@ def res(rule):
         "nodes": r.get("nodes", 1),
     }
     if r.get("warn_seconds", 0) > 0:
-        # every process of the job step gets it; P.ignore_warning_signal() above keeps the
+        # every process of the job step gets it; slurm_job.ignore_warning_signal() above keeps the
         # inner Snakemake and the shell alive, so the trainer saves and exits 75
         out["slurm_extra"] = f"--signal=USR1@{r['warn_seconds']}"
     if r.get("gpus", 0) > 0:
