@@ -6,7 +6,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 TORCH := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: env demo test lint format dvc slurm-up slurm-down bench clean
+.PHONY: env demo test test-slurm-current lint format dvc slurm-up slurm-down slurm-current-up \
+	slurm-current-down bench clean
 
 env: $(VENV)/.installed
 
@@ -27,6 +28,12 @@ demo: env
 test: env lint
 	@set +e; $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+## test-slurm-current: the Slurm tests again, against Slurm 24.11 (a Debian 13 chroot, root)
+SLURM_CURRENT_BASE ?= /tmp/sstl-slurm-current
+test-slurm-current: env slurm-current-up
+	PATH=$(SLURM_CURRENT_BASE)/bin:$$PATH SLURM_BASE=$(SLURM_CURRENT_BASE) \
+	  $(BIN)/pytest -m slurm $(PYTEST_ARGS)
 
 lint: env
 	ruff check sstl tests bench
@@ -49,6 +56,12 @@ slurm-up:
 
 slurm-down:
 	bash .ci/slurm-down.sh
+
+slurm-current-up: env
+	PYTHON=$(BIN)/python SLURM_CURRENT_BASE=$(SLURM_CURRENT_BASE) bash .ci/slurm-current-up.sh
+
+slurm-current-down:
+	SLURM_CURRENT_BASE=$(SLURM_CURRENT_BASE) bash .ci/slurm-current-down.sh
 
 bench: env
 	python bench/loader.py

@@ -8,8 +8,13 @@ alone (the loader is benchmarked by ``bench/loader.py``). MFU = clips/s x model 
 241 GFLOP for R3D-18 at 16x112x112, forward 81.4) / the device's dense bf16 peak (H100 and H200
 SXM: 989 TFLOP/s).
 
+Under ``torchrun`` it runs the same step as DDP (the training code's process group: NCCL on GPUs,
+gloo on CPUs; SyncBN, gathered losses); ``--batch`` is then per rank and rank 0 reports the
+job's total clips/s. ``bench/gpu_check.sh`` runs the variants the issue asks for.
+
     python bench/gpu_pretrain.py --batch 32 --steps 30     # r3d_18, 32 videos = 64 clips a step
     python bench/gpu_pretrain.py --batch 32 --compile --channels-last
+    torchrun --standalone --nproc-per-node=2 bench/gpu_pretrain.py --batch 32   # DDP, 2 ranks
     python bench/gpu_pretrain.py --device cpu --batch 1 --steps 1 --crop 64   # smoke test
 """
 
@@ -33,7 +38,7 @@ from sstl.config import (
 )
 from sstl.models.sstl import unwrap
 from sstl.train.batches import random_batch
-from sstl.train.distributed import DistEnv
+from sstl.train.distributed import cleanup, init_distributed
 from sstl.train.pretrain import PretrainStep
 
 # Dense (no sparsity) bf16 tensor-core peaks in FLOP/s, matched against the device name.
@@ -48,6 +53,12 @@ def model_flops_per_clip(model: torch.nn.Module, clip: torch.Tensor) -> float:
         (out["proj"].sum() + (out["rate"].sum() if out["rate"] is not None else 0)).backward()
     model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())
+
+
+def _gpus_used(env) -> int:
+    if env.device.type != "cuda":
+        return 1
+    return min(env.world_size, torch.cuda.device_count())
 
 
 def main() -> None:
@@ -70,17 +81,17 @@ def main() -> None:
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()
 
-    device = torch.device(args.device)
+    env = init_distributed(args.device)  # one process, or the ranks torchrun started
+    device = env.device
     torch.backends.cudnn.benchmark = True
     cfg = PretrainConfig(
         model=ModelConfig(arch=args.arch, width=16, channels_last=args.channels_last),
         temporal=TemporalConfig(clip_len=args.clip_len),
         spatial=SpatialConfig(crop_size=args.crop),
         memory=MemoryConfig(negatives=args.negatives),
-        optim=OptimConfig(batch_size=args.batch, epochs=1),
+        optim=OptimConfig(batch_size=args.batch * env.world_size, epochs=1),
         run=RunConfig(amp=not args.no_amp, device=device.type),
     )
-    env = DistEnv(device=device)
     videos = args.videos or (240_000 if device.type == "cuda" else 1024)
     step_fn = PretrainStep(cfg, env, num_videos=max(videos, 2 * args.batch), steps_per_epoch=10**6)
     clip = torch.randn(1, 3, args.clip_len, args.crop, args.crop, device=device)
@@ -106,15 +117,20 @@ def main() -> None:
     sync()
     seconds = (time.perf_counter() - t0) / args.steps
 
-    clips_per_s = 2 * args.batch / seconds
+    cleanup()
+    if not env.is_main:
+        return
+    clips_per_s = 2 * args.batch * env.world_size / seconds  # the whole job's
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = args.peak_tflops * 1e12 if args.peak_tflops else None
     peak = peak or next((v for k, v in PEAK_BF16.items() if k in name), None)
     result = {
         "device": name,
         "arch": args.arch,
-        "batch_videos": args.batch,
-        "clips_per_step": 2 * args.batch,
+        "world_size": env.world_size,
+        "gpus": torch.cuda.device_count() if device.type == "cuda" else 0,
+        "batch_videos": args.batch * env.world_size,
+        "clips_per_step": 2 * args.batch * env.world_size,
         "input": f"{args.clip_len}x{args.crop}x{args.crop}",
         "compile": args.compile,
         "channels_last": args.channels_last,
@@ -123,7 +139,8 @@ def main() -> None:
         "clips_per_s": clips_per_s,
         "gflop_per_clip_fwd_bwd": flops / 1e9,
         "achieved_tflops": clips_per_s * flops / 1e12,
-        "mfu": clips_per_s * flops / peak if peak else None,
+        # per GPU: ranks sharing one GPU (``gpus`` < ``world_size``) share its peak
+        "mfu": clips_per_s * flops / (peak * _gpus_used(env)) if peak else None,
         "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30
         if device.type == "cuda"
         else None,
@@ -131,8 +148,9 @@ def main() -> None:
     }
     mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a (unknown peak)"
     print(
-        f"{name} {args.arch} {result['input']} batch {args.batch} videos "
-        f"({2 * args.batch} clips), compile={args.compile}, channels_last={args.channels_last}: "
+        f"{name} {args.arch} {result['input']} x{env.world_size} ranks, batch "
+        f"{result['batch_videos']} videos ({result['clips_per_step']} clips), "
+        f"compile={args.compile}, channels_last={args.channels_last}: "
         f"{result['ms_per_step']:.1f} ms/step, {clips_per_s:.1f} clips/s, "
         f"{result['achieved_tflops']:.1f} TFLOP/s ({flops / 1e9:.1f} GFLOP/clip fwd+bwd), "
         f"MFU {mfu}"

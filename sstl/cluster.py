@@ -1,9 +1,10 @@
 """``sstl cluster``: GPU partitions (free / total GPUs) and this workflow's Slurm jobs.
 
-Reads the Slurm CLI (``sinfo`` / ``squeue`` with ``--json`` where the Slurm version offers it,
-format strings otherwise). pyslurm is used when it is installed and matches the cluster's Slurm
-(the optional ``sstl[slurm]`` extra; PyPI's pyslurm builds only against Slurm 25.11): it is an
-optimisation, never a requirement.
+Reads the Slurm CLI by default: per-node records from ``scontrol show nodes --json`` (Slurm 23.02
+and later; 24.11's ``sinfo --json`` lists partition groups, not nodes), ``sinfo --json`` (older
+Slurm), or format strings where no JSON plugin is built. ``--pyslurm`` reads the same through
+pyslurm instead (the optional ``sstl[slurm]`` extra; PyPI's pyslurm builds only against Slurm
+25.11).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,27 @@ class Partition:
         return max(0, self.gpus_total - self.gpus_used)
 
 
-def gpu_count(gres: str | None) -> int:
-    """GPUs in a GRES string: ``gpu:2``, ``gpu:a100:4(S:0-1)``, ``gpu:0(IDX:N/A)`` -> 2, 4, 0."""
+def gpu_count(gres: str | Mapping[str, Any] | None) -> int:
+    """GPUs in a GRES string (``gpu:2``, ``gpu:a100:4(S:0-1)``, ``gpu:0(IDX:N/A)`` -> 2, 4, 0) or
+    in pyslurm's GRES mapping (``{"gpu:a100": 4, "mps": 100}`` -> 4; allocated GRES may give
+    ``{"gpu": {"count": 2, "indexes": "0-1"}}`` -> 2)."""
+    if isinstance(gres, Mapping):
+        total = 0
+        for name, value in gres.items():
+            if str(name).split(":", 1)[0] != "gpu":
+                continue
+            count = value.get("count", 0) if isinstance(value, Mapping) else value
+            total += int(count or 0)
+        return total
     return sum(int(m.group(1)) for m in _GRES.finditer(gres or ""))
+
+
+def _state(state: Any) -> str:
+    """A node state as one lower-case string (Slurm >= 23.11 gives a list, ``["IDLE", "DRAIN"]``:
+    ``idle+drain``)."""
+    if isinstance(state, (list, tuple)):
+        return "+".join(str(s).lower() for s in state)
+    return str(state or "").lower()
 
 
 def _run(cmd: list[str]) -> str:
@@ -48,22 +68,33 @@ def _run(cmd: list[str]) -> str:
         raise RuntimeError(f"{' '.join(cmd)} failed: {err.stderr.strip()}") from None
 
 
-def nodes_from_sinfo() -> list[dict[str, Any]]:
-    """One dict per (node): name, partitions, gres, gres_used, state."""
+def _json_nodes(cmd: list[str]) -> list[dict[str, Any]] | None:
+    """The ``nodes`` list of a Slurm command's JSON output, or None where it has none."""
     try:
-        data = json.loads(_run(["sinfo", "--json"]))
-        return [
-            {
-                "name": n["name"],
-                "partitions": n.get("partitions", []),
-                "gres": n.get("gres", ""),
-                "gres_used": n.get("gres_used", ""),
-                "state": str(n.get("state", "")).lower(),
-            }
-            for n in data.get("nodes", [])
-        ]
-    except (RuntimeError, json.JSONDecodeError, KeyError):
-        pass  # old Slurm without the JSON plugin: fall back to format strings
+        data = json.loads(_run(cmd))
+    except (RuntimeError, json.JSONDecodeError):
+        return None  # no --json for this command in this Slurm, or no JSON plugin built
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    if not isinstance(nodes, list):
+        return None  # 23.11+ sinfo: partition groups under "sinfo", not per-node records
+    return [
+        {
+            "name": n["name"],
+            "partitions": list(n.get("partitions") or []),
+            "gres": n.get("gres") or "",
+            "gres_used": n.get("gres_used") or "",
+            "state": _state(n.get("state")),
+        }
+        for n in nodes
+    ]
+
+
+def nodes_from_cli() -> list[dict[str, Any]]:
+    """One dict per node: name, partitions, gres, gres_used (GRES strings), state."""
+    for cmd in (["scontrol", "show", "nodes", "--json"], ["sinfo", "--json"]):
+        nodes = _json_nodes(cmd)
+        if nodes is not None:
+            return nodes
     out = _run(
         ["sinfo", "-h", "-N", "-O", "NodeHost:|,Partition:|,Gres:|,GresUsed:|,StateCompact:"]
     )
@@ -77,24 +108,39 @@ def nodes_from_sinfo() -> list[dict[str, Any]]:
     return list(nodes.values())
 
 
-def nodes_from_pyslurm() -> list[dict[str, Any]] | None:
-    """The same through pyslurm, or None when it is absent or does not match this Slurm."""
+def nodes_from_pyslurm() -> list[dict[str, Any]]:
+    """The same through pyslurm; SystemExit naming the fix when it is absent or does not match.
+
+    ``pyslurm.Nodes.load()`` is a name -> Node mapping (a ``MultiClusterMap`` since pyslurm 23.2,
+    25.11 included; a plain list of Nodes in 22.5). A Node's ``configured_gres`` and
+    ``allocated_gres`` are mappings of GRES name (``gpu``, ``gpu:a100``) to count.
+    """
     try:
         import pyslurm  # type: ignore[import-not-found]
+    except ImportError:
+        raise SystemExit(
+            "sstl cluster --pyslurm: pyslurm is not installed (pip install 'sstl[slurm]', "
+            "Slurm 25.11 only); without --pyslurm the Slurm commands are used"
+        ) from None
+    try:
+        loaded = pyslurm.Nodes.load()
+    except Exception as err:  # pyslurm raises its own RPCError; a build for another Slurm, more
+        raise SystemExit(
+            f"sstl cluster --pyslurm: pyslurm could not load the nodes ({err}): it must be built "
+            f"for this cluster's Slurm; without --pyslurm the Slurm commands are used"
+        ) from None
+    values = loaded.values() if hasattr(loaded, "values") else loaded
+    return [_pyslurm_node(n) for n in values]
 
-        nodes = pyslurm.Nodes.load()
-    except Exception:  # missing, or built against another Slurm
-        return None
-    return [
-        {
-            "name": name,
-            "partitions": list(n.partitions),
-            "gres": ",".join(n.configured_gres or []),
-            "gres_used": ",".join(getattr(n, "allocated_gres", []) or []),
-            "state": str(n.state).lower(),
-        }
-        for name, n in nodes.items()
-    ]
+
+def _pyslurm_node(node: Any) -> dict[str, Any]:
+    return {
+        "name": node.name,
+        "partitions": list(node.partitions or []),
+        "gres": dict(node.configured_gres or {}),
+        "gres_used": dict(getattr(node, "allocated_gres", None) or {}),
+        "state": _state(node.state),
+    }
 
 
 def partitions(nodes: list[dict[str, Any]], gpu_only: bool = True) -> list[Partition]:
@@ -163,8 +209,13 @@ def cli(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--all-partitions", action="store_true", help="include CPU-only ones")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--pyslurm",
+        action="store_true",
+        help="read nodes through pyslurm (sstl[slurm], Slurm 25.11) instead of the Slurm commands",
+    )
     args = parser.parse_args(argv)
-    nodes = nodes_from_pyslurm() or nodes_from_sinfo()
+    nodes = nodes_from_pyslurm() if args.pyslurm else nodes_from_cli()
     parts = partitions(nodes, gpu_only=not args.all_partitions)
     jobs = workflow_jobs(args.workdir)
     if args.json:

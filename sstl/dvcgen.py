@@ -6,7 +6,9 @@ code it runs as deps, the config keys it reads as params, its outputs and logs a
 metrics as metrics). ``tests/workflow/test_dvcgen.py`` fails when the committed file drifts.
 
     sstl dvc generate [--check]   write dvc.yaml (or exit 1 if it differs)
-    sstl dvc commit               generate, then `dvc commit` the finished runs into dvc.lock
+    sstl dvc commit               generate, then `dvc commit` the finished stages into dvc.lock
+                                  (all deps and outs present; DVC refuses a missing file, and a
+                                  paper run is committed as its jobs finish)
     sstl dvc pull                 `dvc pull`, then `snakemake --touch` so Snakemake sees the pulled
                                   files as up to date (DVC checks files out with new mtimes in
                                   arbitrary order, dvc#8602)
@@ -158,16 +160,39 @@ def stage_for(job: Any, config: dict[str, Any], configfile: str) -> dict[str, An
     return stage
 
 
+def stages_of(
+    snakefile: Path = Path("Snakefile"),
+    configfile: Path = Path("config/config.yaml"),
+    workdir: Path = Path("."),
+) -> dict[str, dict[str, Any]]:
+    """Stage name -> DVC stage, one per job of the full DAG."""
+    jobs = sorted(_jobs(snakefile, configfile, workdir), key=_stage_name)
+    config = yaml.safe_load(Path(workdir, configfile).read_text())
+    return {_stage_name(j): stage_for(j, config, str(configfile)) for j in jobs}
+
+
 def generate(
     snakefile: Path = Path("Snakefile"),
     configfile: Path = Path("config/config.yaml"),
     workdir: Path = Path("."),
 ) -> str:
-    jobs = sorted(_jobs(snakefile, configfile, workdir), key=_stage_name)
-    config = yaml.safe_load(Path(workdir, configfile).read_text())
-    stages = {_stage_name(j): stage_for(j, config, str(configfile)) for j in jobs}
-    body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=10_000)
-    return HEADER + body
+    return _text(stages_of(snakefile, configfile, workdir))
+
+
+def _text(stages: dict[str, dict[str, Any]]) -> str:
+    return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=10_000)
+
+
+def finished(stages: dict[str, dict[str, Any]], root: Path = Path(".")) -> list[str]:
+    """The stages whose deps and outs all exist under ``root``: what ``dvc commit`` can record
+    (it refuses a stage with a missing file, and with it every stage of the same call)."""
+    return [
+        name
+        for name, stage in stages.items()
+        if all(
+            (root / f).exists() for f in (*stage["deps"], *stage["outs"], *stage.get("metrics", []))
+        )
+    ]
 
 
 def _run(cmd: list[str]) -> int:
@@ -195,7 +220,8 @@ def cli(argv: list[str] | None = None) -> int:
     setup_logging()
 
     if args.action in ("generate", "commit"):
-        text = generate(args.snakefile, args.configfile)
+        stages = stages_of(args.snakefile, args.configfile)
+        text = _text(stages)
         if args.check:
             current = args.out.read_text() if args.out.exists() else ""
             if current != text:
@@ -206,7 +232,18 @@ def cli(argv: list[str] | None = None) -> int:
         log.info("wrote %s", args.out)
         if args.action == "commit":
             # record what Snakemake produced: hashes of deps, params and outs into dvc.lock
-            return _run(["dvc", "commit", "--force"])
+            done = finished(stages)
+            if len(done) < len(stages):
+                log.info(
+                    "%d of %d stages are not finished (a dep or out is missing): not committed; "
+                    "run `sstl dvc commit` again when they are",
+                    len(stages) - len(done),
+                    len(stages),
+                )
+            if not done:
+                log.warning("no finished stage to commit")
+                return 0
+            return _run(["dvc", "commit", "--force", *done])
         return 0
 
     pull = ["dvc", "pull"] + (["--remote", args.remote] if args.remote else [])

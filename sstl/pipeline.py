@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from sstl import config as C
+from sstl import slurm_job
 from sstl.data.splits import official_dir
 from sstl.files import config_hash
 
@@ -247,7 +248,13 @@ def validate(
     The dataclasses add the checks a schema cannot express (n_drop against the window, ...), so a
     bad experiment fails here rather than hours later on the cluster.
     """
-    validate_schema(config, schema_path)
+    try:
+        slurm_job.check_cluster_keys(config)
+        validate_schema(config, schema_path)
+        for rule in config.get("resources") or {}:
+            slurm_job.check_warning(rule, resources(config, rule))
+    except slurm_job.SlurmJobError as err:
+        raise PipelineConfigError(str(err)) from None
     for name in run_experiments(config):
         if name not in config.get("experiments", {}):
             raise PipelineConfigError(
@@ -345,7 +352,7 @@ def _validate_report(config: Mapping[str, Any]) -> None:
 
 
 def resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
-    """Slurm/local resources of a rule: ``resources.default`` updated by ``resources.<rule>``."""
+    """Job sizes of a rule: ``resources.default`` updated by ``resources.<rule>``."""
     res = deep_merge(
         config.get("resources", {}).get("default", {}), config.get("resources", {}).get(rule, {})
     )
@@ -411,5 +418,6 @@ def report_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         "experiments": {
             k: (v or {}).get("description", "") for k, v in config["experiments"].items()
         },
-        "config_hash": config_hash(config),
+        # job sizes change where and how fast a job runs, not what the report shows
+        "config_hash": config_hash({k: v for k, v in config.items() if k != "resources"}),
     }

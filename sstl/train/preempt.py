@@ -1,7 +1,10 @@
 """Graceful stop on preemption: a signal sets a flag, the loop saves its state and exits 75.
 
-Slurm sends SIGTERM on preemption and timeouts, and ``--signal=B:USR1@120`` asks for SIGUSR1 two
-minutes before the time limit. The handler only sets ``Preemption.requested``; the training loop
+Slurm sends SIGTERM on preemption and timeouts, and ``--signal=USR1@N`` (the workflow's
+``resources.<rule>.warn_seconds``) sends SIGUSR1 to every process of the job step N seconds before
+the time limit; the Snakemake process around the trainer ignores it (``sstl.slurm_job.
+ignore_warning_signal``), and an inherited SIG_IGN does not stop the handler installed here. The
+handler only sets ``Preemption.requested``; the training loop
 checks it at step boundaries (:meth:`Preemption.should_stop`, all-reduced under DDP so every rank
 stops after the same step), writes its resume state and exits with :data:`EXIT_REQUEUE`. With
 ``SLURM_JOB_ID`` set and ``SSTL_REQUEUE=1`` the job also asks Slurm to requeue itself; the

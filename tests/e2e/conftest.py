@@ -110,3 +110,68 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ws = workspace_copy(tmp_path_factory.mktemp("tiny"))
     snakemake(ws, "--configfile", "config/tiny.yaml")
     yield ws
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with only the tiny config's data stages run locally (manifest and store):
+    what training tests need, in ~20 s instead of the whole tiny run."""
+    ws = workspace_copy(tmp_path_factory.mktemp("tiny_data"))
+    snakemake(ws, "data/synthetic/manifest.csv", "--configfile", "config/tiny.yaml")
+    return ws
+
+
+def workspace_with_data(src: Path, dst: Path) -> Path:
+    """A fresh workspace at ``dst`` holding ``src``'s prepared data (mtimes and Snakemake's
+    records kept, so the data stages count as done)."""
+    ws = workspace_copy(dst)
+    shutil.copytree(src / "data", ws / "data", symlinks=True)
+    shutil.copytree(src / ".snakemake" / "metadata", ws / ".snakemake" / "metadata")
+    return ws
+
+
+# --- the local Slurm clusters (.ci/slurm-up.sh: 22.05, .ci/slurm-current-up.sh: 24.11) -------
+# Which one answers is PATH's choice (the 24.11 wrappers first on PATH); SLURM_BASE names its
+# folder, where the jobcomp log is.
+
+
+def slurm_base() -> Path:
+    return Path(os.environ.get("SLURM_BASE", "/tmp/sstl-slurm"))
+
+
+def slurm_cluster_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mix", "alloc"))
+
+
+def jobcomp_records() -> dict[str, dict[str, str]]:
+    """Finished jobs as Slurm's jobcomp/filetxt plugin wrote them, by job id."""
+    path = slurm_base() / "log" / "jobcomp.txt"
+    records = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        records[fields["JobId"]] = fields
+    return records
+
+
+def slurm_jobs_of(ws: Path) -> dict[str, list[str]]:
+    """Rule -> Slurm job ids (oldest first) of a workflow run in ``ws``, from the Slurm plugin's
+    per-job logs (``.snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log``; run with
+    ``--slurm-keep-successful-logs``)."""
+    jobs: dict[str, list[str]] = {}
+    for log in (ws / ".snakemake" / "slurm_logs").rglob("*.log"):
+        rule = log.relative_to(ws / ".snakemake" / "slurm_logs").parts[0].removeprefix("rule_")
+        jobs.setdefault(rule, []).append(log.stem)
+    return {rule: sorted(ids, key=int) for rule, ids in jobs.items()}
+
+
+def wait_for_jobcomp(ids: list[str], timeout: float = 30) -> dict[str, dict[str, str]]:
+    """The jobcomp records of ``ids`` (written when each job completes)."""
+    end = time.time() + timeout
+    while True:
+        records = jobcomp_records()
+        if all(i in records for i in ids) or time.time() > end:
+            return records
+        time.sleep(1)

@@ -71,3 +71,39 @@ def test_push_pull_round_trip(tiny_run, tmp_path):
     out = snakemake(clone, "-n", "--configfile", "config/tiny.yaml").stdout
     assert job_counts(out) == {}, out[-3000:]
     shutil.rmtree(clone / "data", ignore_errors=True)
+
+
+def test_commit_records_the_finished_stages_of_a_partial_run(tiny_data, tmp_path):
+    """A long run (the paper's) is committed as its jobs finish: `sstl dvc commit` records the
+    stages whose files all exist and leaves the rest for later (`dvc commit` alone refuses
+    everything at the first missing file)."""
+    ws = shutil.copytree(tiny_data, tmp_path / "ws", symlinks=True)
+    out = subprocess.run(
+        ["sstl", "dvc", "commit", "--configfile", "config/tiny.yaml"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
+    extracts = {"extract-synthetic-0-of-2", "extract-synthetic-1-of-2"}
+    assert set(lock) == {"synthetic", *extracts, "manifest-synthetic"}
+    assert "stages are not finished" in out.stderr and "pretrain-sstl" not in lock
+
+    # the paper's command in a checkout where nothing of the paper ran yet: nothing to record
+    paper = subprocess.run(
+        ["sstl", "dvc", "commit", "--configfile", "config/paper.yaml"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
+    assert paper.returncode == 0, paper.stderr[-3000:]
+    assert "no finished stage to commit" in paper.stderr
+    stages = yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]
+    assert len([s for s in stages if s.startswith("pretrain-")]) == 20  # the paper's DAG
+    params = stages["pretrain-sstl"]["params"]
+    assert params == [{"config/paper.yaml": ["seed", "pretrain", "experiments"]}]

@@ -258,12 +258,17 @@ BAD: dict[str, tuple[Callable[..., dict[str, Any]], list[str | re.Pattern]]] = {
     ("key", "value"),
     [("partition", "gpu; touch x"), ("partition", "a b"), ("account", "$(id)")],
 )
-def test_slurm_names_are_refused_with_a_clear_message(configs, key, value):
+def test_slurm_names_in_the_config_are_refused_with_where_they_go(configs, key, value):
+    """Hostile or not, a partition or account never reaches a job from the config: the profile
+    owns them (and the executor plugin quotes them)."""
     cfg = configs["paper"]
     cfg["resources"]["pretrain"][key] = value
     with pytest.raises(P.PipelineConfigError) as err:
         P.validate(cfg, check_paths=False)
-    assert f"resources.pretrain.{key} = {value!r} is not allowed: a Slurm" in str(err.value)
+    assert f"resources.pretrain.{key} = {value!r}: the config holds job sizes only" in str(
+        err.value
+    )
+    assert f"slurm_{key}" in str(err.value)
 
 
 HOSTILE_NAMES = ["x; touch y", "$(touch PWNED)", "a b", "../up", "-rf", "it's", "`id`", "",

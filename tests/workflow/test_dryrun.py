@@ -132,8 +132,15 @@ def test_paper_pretrain_resources(paper_jobs):
     assert len(pretrain) == 20
     for job in pretrain:
         res = job.resources
-        got = {k: res.get(k) for k in ("gpu", "tasks", "nodes", "slurm_partition", "mpi")}
-        assert got == {"gpu": 32, "tasks": 32, "nodes": 4, "slurm_partition": "gpu", "mpi": "srun"}
+        got = {k: res.get(k) for k in ("gpu", "tasks", "nodes", "mpi", "slurm_extra")}
+        assert got == {
+            "gpu": 32,
+            "tasks": 32,
+            "nodes": 4,
+            "mpi": "srun",
+            "slurm_extra": "--signal=USR1@300",  # the config's warn_seconds
+        }
+        assert res.get("slurm_partition") is None  # the profile's (partitions.yaml)
         assert res.get("tasks_per_gpu") == 1 and res.get("cpus_per_task") == 8
         # one process per GPU, started by the launcher script (srun inside the allocation)
         launch, ntasks = job.shellcmd.split()[:2]
@@ -145,7 +152,7 @@ def test_paper_single_gpu_rules_resources(paper_jobs):
     for job in paper_jobs:
         if job.rule.name in ("finetune", "evaluate", "retrieve", "analyse"):
             assert job.resources.get("gpu") == 1, job.rule.name
-            assert job.resources.get("slurm_partition") == "gpu", job.rule.name
+            assert job.resources.get("slurm_partition") is None, job.rule.name  # profile's
             assert job.resources.get("mpi") is None, job.rule.name  # a Namedlist: no `in`
         if job.rule.name in ("fetch", "extract", "manifest", "report"):
             assert not job.resources.get("gpu"), job.rule.name
@@ -182,20 +189,22 @@ def test_slurm_profile_dry_run(runs, job_stats, configs):
     assert job_stats(run.output) == expected_jobs(configs["config"])
     for rule in ("extract", "pretrain", "finetune", "report"):
         res = _resources_of(run.output, rule)
-        assert {"slurm_partition", "runtime", "mem_mb", "cpus_per_task"} <= set(res), (rule, res)
-        if int(res.get("gpu", 0)):
-            assert res["slurm_partition"] == "gpu", (rule, res)  # GPUs only exist there
+        assert {"runtime", "mem_mb", "cpus_per_task"} <= set(res), (rule, res)
+        # partitions come from the profile's partitions.yaml at submission, not from the rules
+        assert "slurm_partition" not in res, (rule, res)
+        warned = rule in ("pretrain", "finetune")
+        assert res.get("slurm_extra") == ("--signal=USR1@120" if warned else None), (rule, res)
 
 
 def test_slurm_profile_keeps_the_paper_multi_gpu_request(runs):
     """The profile must not shrink the config's 32-GPU pretraining to one GPU."""
     run = _slurm_run(runs, "slurm_paper")
     res = _resources_of(run.output, "pretrain")
-    got = {k: res.get(k) for k in ("gpu", "tasks", "nodes", "slurm_partition", "mpi")}
+    got = {k: res.get(k) for k in ("gpu", "tasks", "nodes", "mpi", "slurm_extra")}
     assert got == {
         "gpu": "32",
         "tasks": "32",
         "nodes": "4",
-        "slurm_partition": "gpu",
         "mpi": "srun",
+        "slurm_extra": "--signal=USR1@300",
     }, f"pretrain resources under the Slurm profile: {res}"

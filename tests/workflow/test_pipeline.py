@@ -184,11 +184,16 @@ def test_resources_merge_default_and_rule(configs):
         "mem_mb": 4000,
         "runtime": 60,
         "gpus": 1,
-        "partition": "gpu",
+        "warn_seconds": 120,
     }
     assert P.resources(cfg, "report") == default  # no override
     paper = P.resources(configs["paper"], "pretrain")
-    assert (paper["gpus"], paper["tasks"], paper["nodes"], paper["partition"]) == (32, 32, 4, "gpu")
+    assert (paper["gpus"], paper["tasks"], paper["nodes"], paper["warn_seconds"]) == (
+        32,
+        32,
+        4,
+        300,
+    )
     assert P.resources({}, "pretrain") == {}
     assert cfg["resources"]["default"] == default  # not modified
 

@@ -6,6 +6,9 @@ sys.path.insert(
 )  # import the package from this checkout, installed or not
 
 from sstl import pipeline as P
+from sstl import slurm_job
+
+slurm_job.ignore_warning_signal()  # in a Slurm job: the warning is for the trainer (see res())
 
 try:
     P.validate(config)
@@ -29,18 +32,22 @@ wildcard_constraints:
 
 
 def res(rule):
-    """Resources of a rule in the names the local scheduler and the Slurm plugin read."""
+    """Job sizes of a rule in the names the local scheduler and the Slurm plugin read.
+
+    Partition, account, QOS and GPU type come from the Slurm profile or the command line.
+    """
     r = P.resources(config, rule)
     out = {
         "mem_mb": r["mem_mb"],
         "runtime": r["runtime"],
         "cpus_per_task": r["cpus"],
-        "slurm_partition": r["partition"],
         "tasks": r.get("tasks", 1),
         "nodes": r.get("nodes", 1),
     }
-    if r.get("account"):
-        out["slurm_account"] = r["account"]
+    if r.get("warn_seconds", 0) > 0:
+        # every process of the job step gets it; slurm_job.ignore_warning_signal() above keeps the
+        # inner Snakemake and the shell alive, so the trainer saves and exits 75
+        out["slurm_extra"] = f"--signal=USR1@{r['warn_seconds']}"
     if r.get("gpus", 0) > 0:
         out["gpu"] = r["gpus"]
     if r.get("tasks", 1) > 1:
