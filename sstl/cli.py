@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from sstl import __version__
 from sstl.config.loader import ConfigError
 from sstl.runtime import UserError, catch_stop_signals
 
@@ -38,7 +39,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    return "usage: sstl <command> [--help] [args]\n\ncommands:\n" + "\n".join(lines)
+    return (
+        "usage: sstl [--version] <command> [--help] [args]\n\n"
+        "Self-supervised Temporal Learning (SSTL): the commands the workflow's rules run, and\n"
+        "`sstl features` for your own videos. `sstl <command> --help` explains each one.\n\n"
+        "commands:\n" + "\n".join(lines) + "\n\nexample:\n  sstl pretrain --help"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"sstl {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"sstl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)

@@ -8,7 +8,6 @@ optimisation, never a requirement.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -17,6 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sstl.runtime import command_parser
 
 _GRES = re.compile(r"gpu(?::[\w.-]+)?:(\d+)")
 
@@ -154,7 +155,13 @@ def render(parts: list[Partition], jobs: list[dict[str, str]]) -> str:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sstl cluster", description=__doc__)
+    parser = command_parser(
+        "sstl cluster",
+        "The Slurm cluster as this workflow sees it: GPU partitions with their free and total\n"
+        "GPUs, and the jobs this workflow submitted (rule, partition, state, time, GPUs). Reads\n"
+        "sinfo and squeue (or pyslurm, when installed and matching the cluster's Slurm).",
+        "sstl cluster --workdir . --all-partitions",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,

@@ -14,7 +14,6 @@ metrics as metrics). ``tests/workflow/test_dvcgen.py`` fails when the committed 
 
 from __future__ import annotations
 
-import argparse
 import ast
 import logging
 import os
@@ -176,15 +175,33 @@ def _run(cmd: list[str]) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from sstl.runtime import setup_logging
+    from sstl.runtime import command_parser, setup_logging
 
-    parser = argparse.ArgumentParser(
-        prog="sstl dvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = command_parser(
+        "sstl dvc",
+        "DVC for this workflow, whose dvc.yaml is generated from the Snakemake workflow (never\n"
+        "edit it by hand):\n\n"
+        "  generate  write dvc.yaml: one stage per Snakemake job with its command, inputs, code,\n"
+        "            config keys and outputs, plus plots of the training curves; --check exits\n"
+        "            1 instead when the file on disk is out of date\n"
+        "  commit    generate, then record the finished outputs in dvc.lock (`dvc commit`)\n"
+        "  pull      `dvc pull`, then `snakemake --touch` so Snakemake sees the pulled files as\n"
+        "            up to date",
+        "sstl dvc commit && dvc push",
     )
-    parser.add_argument("action", choices=["generate", "commit", "pull"])
-    parser.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
-    parser.add_argument("--snakefile", type=Path, default=Path("Snakefile"))
-    parser.add_argument("--out", type=Path, default=Path("dvc.yaml"))
+    parser.add_argument("action", choices=["generate", "commit", "pull"], help="what to do")
+    parser.add_argument(
+        "--configfile",
+        type=Path,
+        default=Path("config/config.yaml"),
+        help="the workflow's config file (default: config/config.yaml)",
+    )
+    parser.add_argument(
+        "--snakefile", type=Path, default=Path("Snakefile"), help="default: Snakefile"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("dvc.yaml"), help="generate: where (default: dvc.yaml)"
+    )
     parser.add_argument(
         "--check",
         action="store_true",
