@@ -29,15 +29,15 @@ test: env lint
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: env
-	ruff check sstl tests bench
-	ruff format --check sstl tests bench
+	ruff check sstl tests bench hubconf.py
+	ruff format --check sstl tests bench hubconf.py
 	snakefmt --check Snakefile workflow/rules
 	snakemake --lint --workflow-profile workflow/profiles/default >/dev/null
 	sstl dvc generate --check
 
 format: env
-	ruff format sstl tests bench
-	ruff check --fix sstl tests bench
+	ruff format sstl tests bench hubconf.py
+	ruff check --fix sstl tests bench hubconf.py
 	snakefmt Snakefile workflow/rules
 
 ## dvc: regenerate dvc.yaml from the Snakemake workflow

@@ -28,6 +28,7 @@ import torch
 
 from sstl.config import RetrievalConfig, RetrieveJob, load_section, to_dict
 from sstl.data.clips import load_manifest
+from sstl.eval.knn import faiss_module
 from sstl.eval.retrieval import center_normalize, l2_normalize, topk_accuracy, video_mean
 from sstl.eval.videos import split_rows, video_loader
 from sstl.files import write_json
@@ -122,6 +123,8 @@ def cli(argv: list[str] | None = None) -> int:
     job = load_section(RetrieveJob, parse_cfg(args.cfg))
     require_init(args.weights)
     cfg = job.retrieval
+    if cfg.backend == "faiss":
+        faiss_module()  # refuse now, not after embedding every video
     log_startup("retrieve", {**to_dict(job), "weights": args.weights})
     device = resolve_device(cfg.device)
     model, weights_info = build_encoder(args.weights, job.model, job.seed)
