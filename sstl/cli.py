@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("sstl.eval.retrieve:cli", "nearest-neighbour clip retrieval top-k"),
     "analyse": ("sstl.eval.similarity:cli", "feature-similarity statistics for Figures 1 and 2"),
     "report": ("sstl.report.build:cli", "Tables 1-5, Figures 1/2/4/5 and results/report.md"),
+    "features": (
+        "sstl.eval.video_features:cli",
+        "clip and video features of any video files from a pretrained model",
+    ),
     "cluster": ("sstl.cluster:cli", "GPU partitions and this workflow's Slurm jobs"),
     "dvc": ("sstl.dvcgen:cli", "write dvc.yaml from the Snakemake workflow"),
 }
