@@ -3,7 +3,8 @@
 One owner per fact: the Snakefile defines stages; this module builds the DAG with Snakemake's API
 and writes ``dvc.yaml`` with one stage per job (the job's exact shell command, its inputs plus the
 code it runs as deps, the config keys it reads as params, its outputs and logs as outs, JSON
-metrics as metrics). ``tests/workflow/test_dvcgen.py`` fails when the committed file drifts.
+metrics as metrics) and the training curves as top-level ``plots:`` (:mod:`sstl.dvcplots`).
+``tests/workflow/test_dvcgen.py`` fails when the committed file drifts.
 
     sstl dvc generate [--check]   write dvc.yaml (or exit 1 if it differs)
     sstl dvc commit               generate, then `dvc commit` the finished runs into dvc.lock
@@ -26,6 +27,7 @@ import yaml
 
 from sstl import pipeline as P
 from sstl.cli import COMMANDS
+from sstl.dvcplots import plots
 
 log = logging.getLogger("sstl.dvc")
 
@@ -165,7 +167,7 @@ def generate(
     jobs = sorted(_jobs(snakefile, configfile, workdir), key=_stage_name)
     config = yaml.safe_load(Path(workdir, configfile).read_text())
     stages = {_stage_name(j): stage_for(j, config, str(configfile)) for j in jobs}
-    body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=10_000)
+    body = yaml.safe_dump({"stages": stages, "plots": plots(stages)}, sort_keys=False, width=10_000)
     return HEADER + body
 
 

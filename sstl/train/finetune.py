@@ -19,7 +19,6 @@ what is particular to fine-tuning:
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -38,6 +37,7 @@ from sstl.train.batches import FinetuneTransform, augment_clips
 from sstl.train.distributed import DistEnv
 from sstl.train.loaders import eval_loader, train_loader
 from sstl.train.optim import build_optimizer, build_scheduler
+from sstl.train.progress import RunPaths, add_run_arguments
 
 log = logging.getLogger(__name__)
 
@@ -193,26 +193,18 @@ def cli(argv: list[str] | None = None) -> int:
         "Resumable and preemptible like `sstl pretrain` (exit code 75 after a saved stop).\n\n"
         "Writes OUT (the fine-tuned weights, read by `sstl evaluate`), the resume state in\n"
         "STATE_DIR, per-step losses, accuracy and learning rate to METRICS (epoch means and\n"
-        "validation accuracy beside it in epochs.jsonl) and, when asked, TensorBoard scalars.",
+        "validation accuracy beside it in epochs.jsonl) and, when asked, TensorBoard scalars\n"
+        "and the training curves (CSV tables and a PNG of loss, learning rate and accuracy).",
         "sstl finetune --cfg @my-finetune.yaml --manifest data/ucf101/manifest.csv\n"
         "--store data/ucf101/store --init runs/pretrain/mine/weights.pt\n"
         "--out runs/finetune/mine/ucf101/weights.pt --state-dir state/finetune/mine/ucf101\n"
         "--metrics state/finetune/mine/ucf101/metrics.jsonl",
     )
     parser.add_argument("--cfg", help=cfg_help("finetune"))
-    parser.add_argument("--manifest", type=Path, required=True, help="the dataset's manifest.csv")
-    parser.add_argument("--store", type=Path, required=True, help="the dataset's frame store")
     parser.add_argument(
         "--init", required=True, help="a pretrained weights file, or 'scratch' (random init)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="the weights file to write")
-    parser.add_argument(
-        "--state-dir", type=Path, required=True, help="folder for the resume state (keep it)"
-    )
-    parser.add_argument("--metrics", type=Path, required=True, help="per-step metrics (.jsonl)")
-    parser.add_argument("--tensorboard", type=Path, help="also log to this TensorBoard folder")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    paths = engine.RunPaths(
-        args.manifest, args.store, args.out, args.state_dir, args.metrics, args.tensorboard
-    )
+    paths = RunPaths.from_args(args)
     return main(load_section(FinetuneConfig, parse_cfg(args.cfg)), paths, args.init)

@@ -16,7 +16,6 @@ resume and preemption are the engine's (:mod:`sstl.train.engine`); the method is
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sstl.augment.spatial import SpatialAugment
@@ -32,6 +31,7 @@ from sstl.train.batches import PretrainTransform, augment_views, step_generator
 from sstl.train.distributed import DistEnv
 from sstl.train.loaders import train_loader
 from sstl.train.optim import build_optimizer, build_scheduler
+from sstl.train.progress import RunPaths, add_run_arguments
 
 
 class PretrainStep:
@@ -157,22 +157,14 @@ def cli(argv: list[str] | None = None) -> int:
         "continues where it stopped; on SIGTERM / SIGUSR1 it saves and exits with code 75.\n\n"
         "Writes OUT (the encoder's weights, at the end), the resume state in STATE_DIR, a line\n"
         "of losses and learning rate every run.log_every steps to METRICS (epoch means beside\n"
-        "it in epochs.jsonl) and, when asked, TensorBoard scalars.",
+        "it in epochs.jsonl) and, when asked, TensorBoard scalars and the training curves\n"
+        "(CSV tables and a PNG of the loss terms and learning rate, written at the end).",
         "sstl pretrain --cfg @my-pretrain.yaml --manifest data/ucf101/manifest.csv\n"
         "--store data/ucf101/store --out runs/pretrain/mine/weights.pt\n"
         "--state-dir state/pretrain/mine --metrics state/pretrain/mine/metrics.jsonl",
     )
     parser.add_argument("--cfg", help=cfg_help("pretrain"))
-    parser.add_argument("--manifest", type=Path, required=True, help="the dataset's manifest.csv")
-    parser.add_argument("--store", type=Path, required=True, help="the dataset's frame store")
-    parser.add_argument("--out", type=Path, required=True, help="the weights file to write")
-    parser.add_argument(
-        "--state-dir", type=Path, required=True, help="folder for the resume state (keep it)"
-    )
-    parser.add_argument("--metrics", type=Path, required=True, help="per-step metrics (.jsonl)")
-    parser.add_argument("--tensorboard", type=Path, help="also log to this TensorBoard folder")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    paths = engine.RunPaths(
-        args.manifest, args.store, args.out, args.state_dir, args.metrics, args.tensorboard
-    )
+    paths = RunPaths.from_args(args)
     return main(load_section(PretrainConfig, parse_cfg(args.cfg)), paths)
