@@ -146,7 +146,10 @@ def video_features(
     """Features of ``videos`` from the pretrained ``weights`` (module docstring): the arrays of
     the output file, as numpy arrays and lists; ``clip_len`` / ``crop_size`` default to the
     pretraining's."""
-    model, config, _ = read_pretrained(weights)
+    try:
+        model, config, _ = read_pretrained(weights)
+    except (FileNotFoundError, ValueError) as err:  # absent, or not a pretraining's weights
+        raise UserError(str(err)) from None
     clip_len = clip_len or config.get("temporal", {}).get("clip_len", 16)
     crop_size = crop_size or config.get("spatial", {}).get("crop_size", PAPER_CROP)
     dev = resolve_device(device)

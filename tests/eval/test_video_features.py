@@ -159,6 +159,18 @@ def test_nothing_decodes_nothing_is_written(videos, weights, tmp_path, h):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_file_that_is_not_pretrained_weights_is_named(videos, tmp_path, capsys):
+    other = tmp_path / "finetuned.pt"
+    torch.save({"state_dict": {}}, other)
+    video = str(videos["ucf101/v_Punch_g03_c01.avi"][0])
+    for weights, message in ((other, "is not a pretrained weights file"),
+                             (tmp_path / "nope.pt", "run `sstl pretrain` first")):  # fmt: skip
+        argv = ["features", video, "--weights", str(weights), "--out", str(tmp_path / "f.npz")]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert message in err and str(weights) in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

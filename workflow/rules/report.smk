@@ -1,24 +1,6 @@
 # The paper's tables and figures from this config's runs, and results/report.md.
 
 
-def in_report(path):
-    """``path`` marked for `snakemake --report` when it is a figure or a table's CSV (captions
-    in workflow/report/), else as it is."""
-    # results/figures/figure1.png -> figure1
-    stem = path.rsplit("/", 1)[-1].split(".")[0]
-    if path.startswith("results/figures/"):
-        label = {"figure": stem.replace("figure", "Figure ")}
-        return report(
-            path, caption=f"../report/{stem}.rst", category="Figures", labels=label
-        )
-    if path.startswith("results/tables/") and path.endswith(".csv"):
-        label = {"table": stem.replace("table", "Table ")}
-        return report(
-            path, caption=f"../report/{stem}.rst", category="Tables", labels=label
-        )
-    return path
-
-
 rule report:
     input:
         evaluations=expand(
