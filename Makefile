@@ -57,4 +57,4 @@ bench: env
 	python bench/retrieval.py
 
 clean:
-	rm -rf data runs state results logs benchmarks .snakemake
+	rm -rf data runs state results logs benchmarks .snakemake dvc_plots report.zip
