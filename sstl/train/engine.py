@@ -77,7 +77,7 @@ class Job:
     sampler: ResumableSampler
     loader: DataLoader
     step: Callable[[dict[str, Any], int], dict[str, float]]  # (batch, step) -> logs, loss_total
-    lr: Callable[[], float]  # the learning rate now
+    lr: Callable[[], float]  # the learning rate the next step trains with
     state: Stateful  # what the step needs saved: model, optimiser, schedule, memory bank
     identity: dict[str, Any]  # what a resume state must match
     finish: Callable[[dict[str, Any]], None]  # writes the output (rank 0), given the run's meta
@@ -240,6 +240,7 @@ def _epoch(job, progress, run_cfg, env, logs, save, preempt) -> str:
     try:
         for batch in job.loader:
             t_step = time.perf_counter()
+            lr = job.lr()  # the rate this step trains with (the step advances the schedule)
             values = job.step(batch, progress.step)
             progress.step, progress.batch = progress.step + 1, progress.batch + 1
             progress.loss = values["loss_total"]
@@ -250,7 +251,7 @@ def _epoch(job, progress, run_cfg, env, logs, save, preempt) -> str:
             bar.update(1)
             bar.set_postfix(loss=f"{progress.loss:.4f}")
             if progress.step % run_cfg.log_every == 0:
-                record = {"step": progress.step, "epoch": progress.epoch, "lr": job.lr(), **values}
+                record = {"step": progress.step, "epoch": progress.epoch, "lr": lr, **values}
                 if job.clips_per_step:
                     record["clips_per_s"] = job.clips_per_step / (t_end - t_data)
                 logs.write({**record, "data_s": t_step - t_data, "step_s": t_end - t_step})
