@@ -1,13 +1,17 @@
-"""Training curves as outputs of a run: the engine's metric logs as two CSV tables and one PNG.
+"""Training curves as outputs of a run: the engine's metric logs as CSV tables and one PNG.
 
 The engine logs a record every ``run.log_every`` steps to ``metrics.jsonl`` and one per epoch to
 ``epochs.jsonl`` (both in the run's state folder, trimmed to the saved step on a resume, so they
-hold exactly one record per step of the finished run). At the end of the run they become:
+hold exactly one record per step of the finished run). At the end of the run they become, in the
+folder given (``--curves``):
 
 - ``curves.csv``: one row per logged step: ``step, epoch, lr, loss_total, <other loss terms>,
   <other values>`` (fine-tuning: ``train_acc``; both: ``clips_per_s``, ``data_s``, ``step_s``);
+  ``lr`` is the rate the step trained with;
 - ``epochs.csv``: one row per epoch: ``epoch, step`` (at its end), the means of the step values,
   ``epoch_s`` and, in fine-tuning, ``val_clip_acc`` (empty where that epoch was not validated);
+- ``validation.csv`` (stages that validate: fine-tuning): one row per validated epoch, ``epoch,
+  step, val_clip_acc``. DVC draws an empty cell as 0, so its plot reads this gap-free table;
 - ``curves.png``: loss terms, learning rate and, in fine-tuning, train and validation accuracy
   against the step.
 
@@ -16,6 +20,7 @@ The CSVs are what ``dvc plots`` draws (``sstl dvc generate`` writes the plot def
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +32,10 @@ import pandas as pd
 
 from sstl.files import tmp_name
 
+STEPS, EPOCHS, VALIDATION, PLOT = "curves.csv", "epochs.csv", "validation.csv", "curves.png"
 STEP_FIRST = ["step", "epoch", "lr", "loss_total"]  # always present, in this order
 EPOCH_FIRST = ["epoch", "step", "loss_total"]
+VALIDATION_COLUMNS = ["epoch", "step", "val_clip_acc"]
 SIZE, DPI = (12.0, 3.8), 100
 
 
@@ -75,7 +82,7 @@ def plot(steps: pd.DataFrame, epochs: pd.DataFrame, title: str, out: Path) -> No
     plt.close(fig)
 
 
-def _atomic(path: Path, write: Any) -> None:
+def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
     """``write(tmp)`` then rename to ``path``: a declared output is whole or absent."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(path)
@@ -90,15 +97,15 @@ def write_curves(
     steps: list[dict[str, Any]],
     epochs: list[dict[str, Any]],
     title: str,
-    csv: Path | None = None,
-    epochs_csv: Path | None = None,
-    png: Path | None = None,
+    folder: Path,
+    validates: bool = False,
 ) -> None:
-    """Write whichever of the three outputs is given, from the step and epoch records."""
+    """Write the curves of a run into ``folder`` from its step and epoch records;
+    ``validation.csv`` too when the stage ``validates`` (header only if no epoch was)."""
     step_table, epoch_table = table(steps, STEP_FIRST), table(epochs, EPOCH_FIRST)
-    if csv is not None:
-        _atomic(csv, lambda tmp: step_table.to_csv(tmp, index=False))
-    if epochs_csv is not None:
-        _atomic(epochs_csv, lambda tmp: epoch_table.to_csv(tmp, index=False))
-    if png is not None:
-        plot(step_table, epoch_table, title, png)
+    _atomic(folder / STEPS, lambda tmp: step_table.to_csv(tmp, index=False))
+    _atomic(folder / EPOCHS, lambda tmp: epoch_table.to_csv(tmp, index=False))
+    if validates:
+        val = table(epochs, VALIDATION_COLUMNS)[VALIDATION_COLUMNS].dropna(subset=["val_clip_acc"])
+        _atomic(folder / VALIDATION, lambda tmp: val.to_csv(tmp, index=False))
+    plot(step_table, epoch_table, title, folder / PLOT)

@@ -189,15 +189,11 @@ def _train(name, cfg_dict, run_cfg, epochs, paths, build, env, preempt) -> int:
         if env.is_main:
             request_requeue()
         return EXIT_REQUEUE
+    if env.is_main and paths.curves is not None:
+        steps, epochs = ckpt.read_records(paths.metrics), ckpt.read_records(paths.epochs)
+        title = f"{name}: {paths.out.parent}"
+        write_curves(steps, epochs, title, paths.curves, validates=job.end_epoch is not None)
     if env.is_main:
-        write_curves(
-            ckpt.read_records(paths.metrics),
-            ckpt.read_records(paths.epochs),
-            f"{name}: {paths.out.parent}",
-            paths.curves,
-            paths.epoch_curves,
-            paths.curves_plot,
-        )
         meta = {"git": startup["git"], "steps": progress.step, "epochs": progress.epoch}
         meta |= {"final_loss": progress.loss, "config_hash": identity, "world_size": env.world_size}
         job.finish(meta)

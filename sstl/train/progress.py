@@ -18,10 +18,7 @@ class RunPaths:
     state_dir: Path  # resume state folder
     metrics: Path  # per-step metrics .jsonl (epoch records go to epochs.jsonl beside it)
     tensorboard: Path | None = None  # TensorBoard log folder (optional)
-    # training curves, written at the end from the logs (optional; see sstl.train.curves)
-    curves: Path | None = None  # curves.csv: one row per logged step
-    epoch_curves: Path | None = None  # epochs.csv: one row per epoch
-    curves_plot: Path | None = None  # curves.png
+    curves: Path | None = None  # folder of the training curves, written at the end (optional)
 
     @property
     def state(self) -> Path:
@@ -42,8 +39,6 @@ class RunPaths:
             args.metrics,
             args.tensorboard,
             args.curves,
-            args.epoch_curves,
-            args.curves_plot,
         )
 
 
@@ -58,13 +53,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="per-step metrics (.jsonl)")
     parser.add_argument("--tensorboard", type=Path, help="also log to this TensorBoard folder")
     parser.add_argument(
-        "--curves", type=Path, help="at the end, write every logged step's values here (.csv)"
-    )
-    parser.add_argument(
-        "--epoch-curves", type=Path, help="at the end, write every epoch's means here (.csv)"
-    )
-    parser.add_argument(
-        "--curves-plot", type=Path, help="at the end, plot losses, lr and accuracy here (.png)"
+        "--curves",
+        type=Path,
+        metavar="DIR",
+        help="at the end, write the training curves into DIR: curves.csv (every logged step), "
+        "epochs.csv (every epoch), validation.csv (fine-tuning: the validated epochs) and "
+        "curves.png",
     )
 
 

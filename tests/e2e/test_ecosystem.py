@@ -28,8 +28,10 @@ def test_both_training_stages_wrote_their_curves(tiny_run):
         epochs = pd.read_csv(tiny_run / run / "epochs.csv")
         assert epochs["epoch"].tolist() == [1, 2], run  # tiny.yaml: 2 epochs each
         assert (tiny_run / run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", run
-    finetune = pd.read_csv(tiny_run / TRAINING[1] / "epochs.csv")
-    assert finetune["val_clip_acc"].between(0, 100).all()  # val_every 1
+    for run in TRAINING[1:]:  # val_every 1: every epoch validated
+        validation = pd.read_csv(tiny_run / run / "validation.csv")
+        assert validation["epoch"].tolist() == [1, 2], run
+        assert validation["val_clip_acc"].between(0, 100).all(), run
     for stage in ("pretrain/sstl", "finetune/sstl/synthetic"):  # TensorBoard for both stages
         assert list((tiny_run / "state" / stage / "tb").glob("events.out.tfevents.*")), stage
 
@@ -77,7 +79,7 @@ def test_dvc_plots_show_draws_the_training_curves(tiny_run, tmp_path):
         (rendered,) = data[plot_id]
         assert rendered["type"] == "vega"
         values = rendered["content"]["data"]["values"]
-        name = "epochs.csv" if "val" in plot_id else "curves.csv"
+        name = "validation.csv" if "val" in plot_id else "curves.csv"
         runs = [r for r in TRAINING if r.startswith(f"runs/{plot_id.split('-')[0]}/")]
         if len(runs) > 1:  # DVC names the file of each row (less the common prefix)
             files = {v["filename"] for v in values}

@@ -27,7 +27,7 @@ def test_plots_overlay_the_runs_of_each_stage():
                                 "runs/pretrain/a/epochs.csv", "runs/pretrain/a/curves.png"]},
         "pretrain-b": {"outs": ["runs/pretrain/b/curves.csv", "runs/pretrain/b/curves.png"]},
         "finetune-a-ucf101": {"outs": ["runs/finetune/a/ucf101/curves.csv",
-                                       "runs/finetune/a/ucf101/epochs.csv"]},
+                                       "runs/finetune/a/ucf101/validation.csv"]},
         "report": {"outs": ["results/curves.csv"]},  # another stage's file of the same name
     }  # fmt: skip
     found = plots(stages)
@@ -38,7 +38,7 @@ def test_plots_overlay_the_runs_of_each_stage():
     }
     assert by_id["pretrain-lr"]["x"] == "step"
     assert by_id["finetune-val-clip-acc"]["y"] == {
-        "runs/finetune/a/ucf101/epochs.csv": "val_clip_acc"
+        "runs/finetune/a/ucf101/validation.csv": "val_clip_acc"
     }
     assert by_id["finetune-val-clip-acc"]["x"] == "epoch"
     images = [p for p in found if isinstance(p, str)]

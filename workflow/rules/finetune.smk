@@ -12,6 +12,7 @@ rule finetune:
         # training curves from the whole run's logs (state/ keeps the logs across resumes)
         curves="runs/finetune/{exp}/{dataset}/curves.csv",
         epoch_curves="runs/finetune/{exp}/{dataset}/epochs.csv",
+        validation_curves="runs/finetune/{exp}/{dataset}/validation.csv",
         curves_plot=report(
             "runs/finetune/{exp}/{dataset}/curves.png",
             caption="../report/finetune_curves.rst",
@@ -32,13 +33,13 @@ rule finetune:
         cfg=cfg_arg("finetune"),
         init=init_arg,
         state="state/finetune/{exp}/{dataset}",
+        curves="runs/finetune/{exp}/{dataset}",  # the folder of the curves outputs
     shell:
         "sstl finetune --cfg {params.cfg} --manifest {input.manifest:q}"
         " --store data/{wildcards.dataset:q}/store --init {params.init:q}"
         " --out {output.weights:q} --state-dir {params.state:q}"
         " --metrics {params.state:q}/metrics.jsonl --tensorboard {params.state:q}/tb"
-        " --curves {output.curves:q} --epoch-curves {output.epoch_curves:q}"
-        " --curves-plot {output.curves_plot:q} > {log:q} 2>&1"
+        " --curves {params.curves:q} > {log:q} 2>&1"
 
 
 rule evaluate:

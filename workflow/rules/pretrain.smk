@@ -34,9 +34,9 @@ rule pretrain:
         store=lambda wc: f"data/{pretrain_dataset(wc)}/store",
         # resume state: NOT an output, so it survives a failed or preempted job
         state="state/pretrain/{exp}",
+        curves="runs/pretrain/{exp}",  # the folder of the curves outputs
     shell:
         "{params.launch} sstl pretrain --cfg {params.cfg} --manifest {input.manifest:q}"
         " --store {params.store:q} --out {output.weights:q} --state-dir {params.state:q}"
         " --metrics {params.state:q}/metrics.jsonl --tensorboard {params.state:q}/tb"
-        " --curves {output.curves:q} --epoch-curves {output.epoch_curves:q}"
-        " --curves-plot {output.curves_plot:q} > {log:q} 2>&1"
+        " --curves {params.curves:q} > {log:q} 2>&1"
