@@ -36,15 +36,15 @@ test-slurm-current: env slurm-current-up
 	  $(BIN)/pytest -m slurm $(PYTEST_ARGS)
 
 lint: env
-	ruff check sstl tests bench
-	ruff format --check sstl tests bench
+	ruff check sstl tests bench hubconf.py
+	ruff format --check sstl tests bench hubconf.py
 	snakefmt --check Snakefile workflow/rules
 	snakemake --lint --workflow-profile workflow/profiles/default >/dev/null
 	sstl dvc generate --check
 
 format: env
-	ruff format sstl tests bench
-	ruff check --fix sstl tests bench
+	ruff format sstl tests bench hubconf.py
+	ruff check --fix sstl tests bench hubconf.py
 	snakefmt Snakefile workflow/rules
 
 ## dvc: regenerate dvc.yaml from the Snakemake workflow
@@ -70,4 +70,4 @@ bench: env
 	python bench/retrieval.py
 
 clean:
-	rm -rf data runs state results logs benchmarks .snakemake
+	rm -rf data runs state results logs benchmarks .snakemake dvc_plots report.zip

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from sstl import __version__
 from sstl.config.loader import ConfigError
 from sstl.runtime import UserError, catch_stop_signals
 
@@ -30,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("sstl.eval.retrieve:cli", "nearest-neighbour clip retrieval top-k"),
     "analyse": ("sstl.eval.similarity:cli", "feature-similarity statistics for Figures 1 and 2"),
     "report": ("sstl.report.build:cli", "Tables 1-5, Figures 1/2/4/5 and results/report.md"),
+    "features": (
+        "sstl.eval.video_features:cli",
+        "clip and video features of any video files from a pretrained model",
+    ),
     "cluster": ("sstl.cluster:cli", "GPU partitions and this workflow's Slurm jobs"),
     "dvc": ("sstl.dvcgen:cli", "write dvc.yaml from the Snakemake workflow"),
 }
@@ -38,7 +43,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    return "usage: sstl <command> [--help] [args]\n\ncommands:\n" + "\n".join(lines)
+    return (
+        "usage: sstl [--version] <command> [--help] [args]\n\n"
+        "Self-supervised Temporal Learning (SSTL): the commands the workflow's rules run, and\n"
+        "`sstl features` for your own videos. `sstl <command> --help` explains each one.\n\n"
+        "commands:\n" + "\n".join(lines) + "\n\nexample:\n  sstl pretrain --help"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"sstl {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"sstl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)

@@ -9,7 +9,6 @@ pyslurm instead (the optional ``sstl[slurm]`` extra; PyPI's pyslurm builds only 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -19,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sstl.runtime import command_parser
 
 _GRES = re.compile(r"gpu(?::[\w.-]+)?:(\d+)")
 
@@ -200,7 +201,13 @@ def render(parts: list[Partition], jobs: list[dict[str, str]]) -> str:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sstl cluster", description=__doc__)
+    parser = command_parser(
+        "sstl cluster",
+        "The Slurm cluster as this workflow sees it: GPU partitions with their free and total\n"
+        "GPUs, and the jobs this workflow submitted (rule, partition, state, time, GPUs). Reads\n"
+        "sinfo and squeue (or pyslurm, when installed and matching the cluster's Slurm).",
+        "sstl cluster --workdir . --all-partitions",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,

@@ -3,7 +3,8 @@
 One owner per fact: the Snakefile defines stages; this module builds the DAG with Snakemake's API
 and writes ``dvc.yaml`` with one stage per job (the job's exact shell command, its inputs plus the
 code it runs as deps, the config keys it reads as params, its outputs and logs as outs, JSON
-metrics as metrics). ``tests/workflow/test_dvcgen.py`` fails when the committed file drifts.
+metrics as metrics) and the training curves as top-level ``plots:`` (:mod:`sstl.dvcplots`).
+``tests/workflow/test_dvcgen.py`` fails when the committed file drifts.
 
     sstl dvc generate [--check]   write dvc.yaml (or exit 1 if it differs)
     sstl dvc commit               generate, then `dvc commit` the finished stages into dvc.lock
@@ -16,7 +17,6 @@ metrics as metrics). ``tests/workflow/test_dvcgen.py`` fails when the committed 
 
 from __future__ import annotations
 
-import argparse
 import ast
 import logging
 import os
@@ -29,6 +29,7 @@ import yaml
 
 from sstl import pipeline as P
 from sstl.cli import COMMANDS
+from sstl.dvcplots import plots
 
 log = logging.getLogger("sstl.dvc")
 
@@ -180,7 +181,8 @@ def generate(
 
 
 def _text(stages: dict[str, dict[str, Any]]) -> str:
-    return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=10_000)
+    body = {"stages": stages, "plots": plots(stages)}
+    return HEADER + yaml.safe_dump(body, sort_keys=False, width=10_000)
 
 
 def finished(stages: dict[str, dict[str, Any]], root: Path = Path(".")) -> list[str]:
@@ -201,15 +203,33 @@ def _run(cmd: list[str]) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from sstl.runtime import setup_logging
+    from sstl.runtime import command_parser, setup_logging
 
-    parser = argparse.ArgumentParser(
-        prog="sstl dvc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = command_parser(
+        "sstl dvc",
+        "DVC for this workflow, whose dvc.yaml is generated from the Snakemake workflow (never\n"
+        "edit it by hand):\n\n"
+        "  generate  write dvc.yaml: one stage per Snakemake job with its command, inputs, code,\n"
+        "            config keys and outputs, plus plots of the training curves; --check exits\n"
+        "            1 instead when the file on disk is out of date\n"
+        "  commit    generate, then record the finished outputs in dvc.lock (`dvc commit`)\n"
+        "  pull      `dvc pull`, then `snakemake --touch` so Snakemake sees the pulled files as\n"
+        "            up to date",
+        "sstl dvc commit && dvc push",
     )
-    parser.add_argument("action", choices=["generate", "commit", "pull"])
-    parser.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
-    parser.add_argument("--snakefile", type=Path, default=Path("Snakefile"))
-    parser.add_argument("--out", type=Path, default=Path("dvc.yaml"))
+    parser.add_argument("action", choices=["generate", "commit", "pull"], help="what to do")
+    parser.add_argument(
+        "--configfile",
+        type=Path,
+        default=Path("config/config.yaml"),
+        help="the workflow's config file (default: config/config.yaml)",
+    )
+    parser.add_argument(
+        "--snakefile", type=Path, default=Path("Snakefile"), help="default: Snakefile"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("dvc.yaml"), help="generate: where (default: dvc.yaml)"
+    )
     parser.add_argument(
         "--check",
         action="store_true",

@@ -380,8 +380,28 @@ REPORT_OUTPUTS = [
 ]
 
 
+# the training curves each training job writes into its run folder (sstl.train.curves)
+CURVE_FILES = {
+    "pretrain": ("curves.csv", "epochs.csv", "curves.png"),
+    "finetune": ("curves.csv", "epochs.csv", "validation.csv", "curves.png"),
+}
+
+
+def curve_targets(config: Mapping[str, Any]) -> list[str]:
+    """The training curves of every training job of the config. Final targets: Snakemake checks
+    only the requested outputs of a finished job, so a job run before the curves existed would
+    never write them (a rerun resumes from its saved state and only writes the outputs)."""
+    out = []
+    for exp in run_experiments(config):
+        if not is_scratch(config, exp):
+            out += [f"runs/pretrain/{exp}/{name}" for name in CURVE_FILES["pretrain"]]
+        for ds in config.get("finetune", {}).get("datasets", []):
+            out += [f"runs/finetune/{exp}/{ds}/{name}" for name in CURVE_FILES["finetune"]]
+    return out
+
+
 def final_targets(config: Mapping[str, Any]) -> list[str]:
-    return list(REPORT_OUTPUTS)
+    return [*REPORT_OUTPUTS, *curve_targets(config)]
 
 
 # the config keys report_settings reads (per experiment, for DVC's params of the report)

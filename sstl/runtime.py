@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -47,6 +48,26 @@ def parse_cfg(text: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"--cfg must be a mapping, got {type(data).__name__}")
     return data
+
+
+def command_parser(prog: str, about: str, example: str) -> argparse.ArgumentParser:
+    """The parser of one ``sstl`` command, with help written for its user: ``about`` (what the
+    command does, what it reads and writes; paragraphs kept as written) and one ``example``
+    command line printed under ``example:`` after the options."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=about.strip(),
+        epilog="example:\n  " + " \\\n    ".join(example.strip().split("\n")),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def cfg_help(section: str) -> str:
+    """The help of a command's ``--cfg``: the ``section`` settings of a config file."""
+    return (
+        f"settings: the {section} section of a config file (keys as in config/config.yaml), as "
+        "inline JSON or @file.yaml; keys left out keep their defaults"
+    )
 
 
 class UserError(Exception):

@@ -17,7 +17,6 @@ there.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -33,7 +32,7 @@ from sstl.data.download import DownloadError, download
 from sstl.data.layout import VIDEO_SUFFIXES, Located, locate, video_files, write_located
 from sstl.data.splits import OFFICIAL, Split, load, mentioned, official_dir
 from sstl.files import write_json
-from sstl.runtime import log_startup, parse_cfg, setup_logging
+from sstl.runtime import cfg_help, command_parser, log_startup, parse_cfg, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -292,11 +291,21 @@ def acquire(
 
 def cli(argv: list[str] | None = None) -> int:
     """``sstl fetch --dataset NAME --cfg JSON --out DIR [--split-dir DIR]``."""
-    parser = argparse.ArgumentParser(prog="sstl fetch", description=__doc__.splitlines()[0])
+    parser = command_parser(
+        "sstl fetch",
+        "Get a real dataset's videos: download and unpack its archives (resumable, checked), or\n"
+        "check an existing copy on disk against the official split files.\n\n"
+        "Writes OUT/videos/ (or links to the local copy), OUT/splits/, OUT/missing.txt (listed\n"
+        "videos that were not found) and OUT/source.json (counts), the last only when usable.",
+        "sstl fetch --dataset ucf101 --out data/ucf101/source\n"
+        '--cfg \'{"source": "local", "local_path": "/shared/datasets/UCF-101"}\'',
+    )
     parser.add_argument("--dataset", required=True, help=f"one of {', '.join(OFFICIAL)}")
-    parser.add_argument("--cfg", help="the datasets.<name> mapping: JSON or @file.yaml")
+    parser.add_argument("--cfg", help=cfg_help("datasets.<name>"))
     parser.add_argument("--out", required=True, type=Path, help="the source folder to build")
-    parser.add_argument("--split-dir", type=Path, help="split files instead of the packaged ones")
+    parser.add_argument(
+        "--split-dir", type=Path, help="folder of split files to use instead of the official ones"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     try:

@@ -11,7 +11,6 @@ the writer's revision, which must all match for the file to be reused.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -31,7 +30,7 @@ from sstl.data.layout import read_located
 from sstl.data.store import STORE_REVISION, StoreReader, store_ext, write_store
 from sstl.data.video import VideoDecodeError
 from sstl.files import sha256_file
-from sstl.runtime import log_startup, parse_cfg, setup_logging
+from sstl.runtime import command_parser, log_startup, parse_cfg, setup_logging
 
 log = logging.getLogger("sstl.extract")
 
@@ -247,8 +246,19 @@ def split_entries(name: str, split_dir: str | os.PathLike, split: int = 1) -> li
 
 
 def cli_extract(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="sstl extract", description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", required=True, choices=splits.DATASETS)
+    ap = command_parser(
+        "sstl extract",
+        "Decode one shard of a dataset's videos once into the frame store: every frame resized\n"
+        "to the store's short side and re-encoded for fast random access during training. Run\n"
+        "shards 0/n .. n-1/n in parallel, then `sstl manifest` to merge their CSVs.\n\n"
+        "Reads SOURCE/videos/ and SOURCE/splits/ (made by `sstl fetch` or `sstl synthetic`);\n"
+        "writes the store files under STORE and one CSV row per video to OUT (a video that is\n"
+        "missing or cannot be decoded is recorded as such, and the others go on).",
+        "sstl extract --dataset ucf101 --source data/ucf101/source\n"
+        "--store data/ucf101/store/0-of-4 --store-root data/ucf101/store --shard 0/4\n"
+        "--out data/ucf101/shards/0-of-4.csv",
+    )
+    ap.add_argument("--dataset", required=True, choices=splits.DATASETS, help="the dataset")
     ap.add_argument("--source", required=True, type=Path, help="folder with videos/ and splits/")
     ap.add_argument("--store", required=True, type=Path, help="store folder to write into")
     ap.add_argument(
@@ -258,7 +268,11 @@ def cli_extract(argv: list[str]) -> int:
         "inside it",
     )
     ap.add_argument("--shard", default="0/1", help="i/n: this job's share of the videos")
-    ap.add_argument("--cfg", help='JSON: {"store": {StoreConfig fields}, "split": 1}')
+    ap.add_argument(
+        "--cfg",
+        help='settings: {"store": the store section of a config file, "split": 1, 2 or 3}, '
+        "as inline JSON or @file.yaml; keys left out keep their defaults",
+    )
     ap.add_argument("--out", required=True, type=Path, help="the shard's manifest CSV")
     args = ap.parse_args(argv)
     setup_logging()
@@ -311,8 +325,16 @@ def cli_extract(argv: list[str]) -> int:
 
 
 def cli_manifest(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="sstl manifest", description="merge shard manifests")
-    ap.add_argument("--shards", required=True, nargs="+", type=Path, help="<i>-of-<n>.csv files")
+    ap = command_parser(
+        "sstl manifest",
+        "Merge the per-shard CSVs written by `sstl extract` into the dataset's manifest: one row\n"
+        "per video with its store file, label, split, frame count, size, checksum and status\n"
+        "(ok, missing or corrupt, with the reason).",
+        "sstl manifest --shards data/ucf101/shards/*.csv --out data/ucf101/manifest.csv",
+    )
+    ap.add_argument(
+        "--shards", required=True, nargs="+", type=Path, help="the shards' <i>-of-<n>.csv files"
+    )
     ap.add_argument("--out", required=True, type=Path, help="the dataset's manifest.csv")
     args = ap.parse_args(argv)
     setup_logging()

@@ -10,7 +10,6 @@ top-1 / top-5 over videos, per-class accuracy and the confusion matrix.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,15 @@ from sstl.eval.videos import split_rows, video_loader
 from sstl.files import sha256_file, write_json
 from sstl.models.features import extract_features
 from sstl.models.weights import load_finetuned
-from sstl.runtime import git_info, log_startup, parse_cfg, resolve_device, setup_logging
+from sstl.runtime import (
+    cfg_help,
+    command_parser,
+    git_info,
+    log_startup,
+    parse_cfg,
+    resolve_device,
+    setup_logging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +112,24 @@ def write_tables(result: dict[str, Any], classes: list[str], per_class: Path, co
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sstl evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", help="the evaluate section as JSON, or @file.yaml")
-    parser.add_argument("--manifest", type=Path, required=True, help="dataset manifest.csv")
-    parser.add_argument("--store", type=Path, required=True, help="frame store folder")
-    parser.add_argument("--weights", type=Path, required=True, help="fine-tuned weights.pt")
-    parser.add_argument("--out", type=Path, required=True, help="metrics.json")
+    parser = command_parser(
+        "sstl evaluate",
+        "Action recognition accuracy of a fine-tuned model on the dataset's test videos, as the\n"
+        "paper measures it: clips uniformly spaced over each video (5 by default), centre crop,\n"
+        "the clips' softmax averaged; top-1 and top-5 over videos.\n\n"
+        "Writes OUT (top-1, top-5, the protocol and provenance, JSON), the per-class accuracy\n"
+        "and the confusion matrix (CSV, with class names).",
+        "sstl evaluate --manifest data/ucf101/manifest.csv --store data/ucf101/store\n"
+        "--weights runs/finetune/mine/ucf101/weights.pt --out metrics.json\n"
+        "--per-class per_class.csv --confusion confusion.csv",
+    )
+    parser.add_argument("--cfg", help=cfg_help("evaluate"))
+    parser.add_argument("--manifest", type=Path, required=True, help="the dataset's manifest.csv")
+    parser.add_argument("--store", type=Path, required=True, help="the dataset's frame store")
+    parser.add_argument(
+        "--weights", type=Path, required=True, help="weights written by `sstl finetune`"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the metrics file (.json)")
     parser.add_argument("--per-class", type=Path, required=True, help="per-class accuracy CSV")
     parser.add_argument("--confusion", type=Path, required=True, help="confusion matrix CSV")
     args = parser.parse_args(argv)

@@ -7,8 +7,12 @@ neighbours so that a tie AT the k-th place is visible; such queries are re-ranke
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import torch
+
+from sstl.runtime import UserError
 
 CHUNK_BYTES = 256 * 2**20  # torch search: at most this many bytes of similarities at once
 
@@ -60,10 +64,23 @@ def search_torch(
     return rank(sims, idx)
 
 
+def faiss_module() -> ModuleType:
+    """faiss, an optional extra (``sstl[faiss]``): only the ``faiss`` backend needs it."""
+    try:
+        import faiss
+    except ImportError:
+        raise UserError(
+            "retrieval.backend = 'faiss' needs the faiss package, which is not installed: "
+            "pip install 'sstl[faiss]' (or faiss-cpu), or use backend 'int8' (the default) or "
+            "'torch', which need nothing more"
+        ) from None
+    return faiss
+
+
 def search_faiss(query: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``faiss.knn`` with inner product (the ``IndexFlatIP`` brute force, no index copy); same
     signature as :func:`search_torch`."""
-    import faiss  # imported here: only this backend needs it
+    faiss = faiss_module()
 
     k1 = min(k + 1, len(gallery))  # one more neighbour, to see a tie at the k-th place
     sims, idx = faiss.knn(query, gallery, k1, metric=faiss.METRIC_INNER_PRODUCT)

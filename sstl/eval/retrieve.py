@@ -18,7 +18,6 @@ only), "seed": int}``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from pathlib import Path
@@ -29,12 +28,20 @@ import torch
 
 from sstl.config import RetrievalConfig, RetrieveJob, load_section, to_dict
 from sstl.data.clips import load_manifest
+from sstl.eval.knn import faiss_module
 from sstl.eval.retrieval import center_normalize, l2_normalize, topk_accuracy, video_mean
 from sstl.eval.videos import split_rows, video_loader
 from sstl.files import write_json
 from sstl.models.features import extract_features
 from sstl.models.weights import build_encoder, require_init
-from sstl.runtime import git_info, log_startup, parse_cfg, resolve_device, setup_logging
+from sstl.runtime import (
+    command_parser,
+    git_info,
+    log_startup,
+    parse_cfg,
+    resolve_device,
+    setup_logging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +93,38 @@ def retrieval_sets(
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sstl retrieve", description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", help='{"retrieval": {...}, "model": {...}, "seed": 0} as JSON')
-    parser.add_argument("--manifest", type=Path, required=True, help="dataset manifest.csv")
-    parser.add_argument("--store", type=Path, required=True, help="frame store folder")
-    parser.add_argument("--weights", required=True, help="pretraining weights.pt, or 'scratch'")
-    parser.add_argument("--out", type=Path, required=True, help="metrics.json")
+    parser = command_parser(
+        "sstl retrieve",
+        "Nearest-neighbour clip retrieval with a pretrained encoder, no fine-tuning (paper\n"
+        "Sec 4.4): clips uniformly spaced over every video are embedded, each test clip queries\n"
+        "all train clips by cosine similarity, and a query counts as a hit at k when its class\n"
+        "is among the classes of its k nearest train clips.\n\n"
+        "Writes OUT (top-k accuracies, the protocol and provenance, JSON) and, when asked, the\n"
+        "features (.npz).",
+        "sstl retrieve --manifest data/ucf101/manifest.csv --store data/ucf101/store\n"
+        "--weights runs/pretrain/mine/weights.pt --out retrieval.json\n"
+        '--cfg \'{"retrieval": {"ks": [1, 5, 10]}}\'',
+    )
+    parser.add_argument(
+        "--cfg",
+        help='settings: {"retrieval": the retrieval section of a config file, "model": the '
+        "pretrain.model section (for 'scratch'), \"seed\": N}, as inline JSON or @file.yaml; "
+        "keys left out keep their defaults",
+    )
+    parser.add_argument("--manifest", type=Path, required=True, help="the dataset's manifest.csv")
+    parser.add_argument("--store", type=Path, required=True, help="the dataset's frame store")
+    parser.add_argument(
+        "--weights", required=True, help="a pretrained weights file, or 'scratch' (random init)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the metrics file (.json)")
     parser.add_argument("--features-out", type=Path, help="also save the features (.npz)")
     args = parser.parse_args(argv)
     setup_logging()
     job = load_section(RetrieveJob, parse_cfg(args.cfg))
     require_init(args.weights)
     cfg = job.retrieval
+    if cfg.backend == "faiss":
+        faiss_module()  # refuse now, not after embedding every video
     log_startup("retrieve", {**to_dict(job), "weights": args.weights})
     device = resolve_device(cfg.device)
     model, weights_info = build_encoder(args.weights, job.model, job.seed)

@@ -26,7 +26,6 @@ SUMMARY and CURVE are defined in :mod:`sstl.eval.similarity_stats`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ from sstl.eval.videos import split_rows, video_loader
 from sstl.files import write_json
 from sstl.models.features import extract_features
 from sstl.models.weights import build_encoder, require_init
-from sstl.runtime import log_startup, parse_cfg, resolve_device, setup_logging
+from sstl.runtime import command_parser, log_startup, parse_cfg, resolve_device, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +105,31 @@ def analyse(job: AnalyseJob, manifest_path: str | Path, store: str | Path, weigh
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sstl analyse", description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", help='{"analysis": {...}, "model": {...}, "rate_range": [..]}')
-    parser.add_argument("--manifest", type=Path, required=True, help="dataset manifest.csv")
-    parser.add_argument("--store", type=Path, required=True, help="frame store folder")
-    parser.add_argument("--weights", required=True, help="pretrained weights.pt, or 'scratch'")
+    parser = command_parser(
+        "sstl analyse",
+        "Feature-similarity statistics of a pretrained encoder, behind the paper's Figures 1\n"
+        "and 2: how similar two temporally augmented views of a clip stay as the augmentation\n"
+        "gets stronger, same-video vs different-video clip similarity, and similarity vs the\n"
+        "time between two clips of a video.\n\n"
+        "Writes OUT (JSON), read by `sstl report` to draw the figures.",
+        "sstl analyse --manifest data/ucf101/manifest.csv --store data/ucf101/store\n"
+        "--weights runs/pretrain/mine/weights.pt --experiment mine --dataset ucf101\n"
+        "--out similarity.json",
+    )
+    parser.add_argument(
+        "--cfg",
+        help='settings: {"analysis": the analysis section of a config file, "model": the '
+        "pretrain.model section (for 'scratch'), \"rate_range\": the pretraining's "
+        "temporal.rate_range}, as inline JSON or @file.yaml; keys left out keep their defaults",
+    )
+    parser.add_argument("--manifest", type=Path, required=True, help="the dataset's manifest.csv")
+    parser.add_argument("--store", type=Path, required=True, help="the dataset's frame store")
+    parser.add_argument(
+        "--weights", required=True, help="a pretrained weights file, or 'scratch' (random init)"
+    )
     parser.add_argument("--experiment", required=True, help="the experiment's name (recorded)")
     parser.add_argument("--dataset", required=True, help="the dataset's name (recorded)")
-    parser.add_argument("--out", type=Path, required=True, help="similarity.json to write")
+    parser.add_argument("--out", type=Path, required=True, help="the statistics file (.json)")
     args = parser.parse_args(argv)
     setup_logging()
     job = load_section(AnalyseJob, parse_cfg(args.cfg))

@@ -47,7 +47,6 @@ metrics file makes the cell say "not run: why", never a number.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -63,7 +62,7 @@ from sstl.report.runs import Runs, learning_is_real, read_metric, shown, summary
 from sstl.report.spec import SpecError, load_spec, validate_figures, validate_spec
 from sstl.report.tables import build_tables
 from sstl.report.writers import write_tables
-from sstl.runtime import log_startup, setup_logging
+from sstl.runtime import command_parser, log_startup, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +113,22 @@ def make_figures(spec: dict, runs: Runs, out: Path) -> dict[str, list[str]]:
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sstl report", description=__doc__.split("\n")[0])
-    parser.add_argument("--spec", required=True, help="report spec: JSON, or @file (JSON/YAML)")
+    parser = command_parser(
+        "sstl report",
+        "The paper's Tables 1-5 and Figures 1, 2, 4 and 5 from this project's runs, side by side\n"
+        'with the published numbers. A cell whose run is missing says "not run" and why,\n'
+        "never a number.\n\n"
+        "Reads the metrics under RUNS; writes OUT/tables/table{1..5}.{csv,md,tex},\n"
+        "OUT/figures/figure{1,2,4,5}.png, OUT/report.md (the page) and OUT/summary.json.",
+        "sstl report --spec @report-spec.yaml --runs runs --out results\n"
+        "--config config/config.yaml --manifests data/ucf101/manifest.csv",
+    )
+    parser.add_argument(
+        "--spec",
+        required=True,
+        help="which experiment fills which table row: the report section of a config file plus "
+        "the experiments run, as inline JSON or @file.yaml",
+    )
     parser.add_argument("--runs", type=Path, required=True, help="the runs/ folder")
     parser.add_argument(
         "--inputs",
@@ -126,8 +139,10 @@ def cli(argv: list[str]) -> int:
         "--runs); nothing else in --runs is read",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (results/)")
-    parser.add_argument("--config", type=Path, help="config YAML, hashed for provenance")
-    parser.add_argument("--manifests", type=Path, nargs="*", default=[], help="manifest CSVs")
+    parser.add_argument("--config", type=Path, help="the config file, recorded for provenance")
+    parser.add_argument(
+        "--manifests", type=Path, nargs="*", default=[], help="the datasets' manifest.csv files"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     try:

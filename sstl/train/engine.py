@@ -18,7 +18,8 @@ engine does everything else, the same way for both:
    adds, e.g. validation), an atomic save every ``run.save_every`` steps, at each epoch end, on
    preemption and at the end (kept after success: a rerun of the same job only rewrites the
    output);
-5. the final write, on rank 0, only when the run completed.
+5. the final writes, on rank 0, only when the run completed: the training curves (CSV + PNG,
+   :mod:`sstl.train.curves`, from the whole run's logs, so they span resumes), then the output.
 
 The resume state holds the step's state (model, optimiser, schedule, memory bank), the RNG states
 of every generator, the position in the run (epoch, batch within it, step, the epoch's running
@@ -33,8 +34,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -48,6 +48,7 @@ from sstl.config import ConfigError, RunConfig
 from sstl.files import config_hash, remove_stale_tmp, save_atomic
 from sstl.runtime import log_startup, seed_everything, setup_logging
 from sstl.train import checkpoint as ckpt
+from sstl.train.curves import write_curves
 from sstl.train.distributed import (
     DistEnv,
     ResumableSampler,
@@ -57,40 +58,10 @@ from sstl.train.distributed import (
     init_distributed,
 )
 from sstl.train.preempt import EXIT_REQUEUE, Preemption, request_requeue, stop_workers
+from sstl.train.progress import Progress, RunPaths
 from sstl.train.runlock import RunLock
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunPaths:
-    """The files of one training run, as given on the command line."""
-
-    manifest: Path  # dataset manifest.csv
-    store: Path  # frame store folder
-    out: Path  # the final weights file, written only at the end
-    state_dir: Path  # resume state folder
-    metrics: Path  # per-step metrics .jsonl (epoch records go to epochs.jsonl beside it)
-    tensorboard: Path | None = None  # TensorBoard log folder (optional)
-
-    @property
-    def state(self) -> Path:
-        return self.state_dir / "resume.pt"
-
-    @property
-    def epochs(self) -> Path:
-        return self.metrics.with_name("epochs.jsonl")
-
-
-@dataclass
-class Progress:
-    """Where the run stands; saved in the resume state."""
-
-    epoch: int = 0
-    batch: int = 0  # batches of ``epoch`` already consumed (the sampler's start offset)
-    step: int = 0  # optimizer steps in total
-    loss: float = float("nan")  # ``loss_total`` of the last step
-    sums: dict[str, float] = field(default_factory=dict)  # this epoch's step logs, summed
 
 
 class Stateful(Protocol):
@@ -106,7 +77,7 @@ class Job:
     sampler: ResumableSampler
     loader: DataLoader
     step: Callable[[dict[str, Any], int], dict[str, float]]  # (batch, step) -> logs, loss_total
-    lr: Callable[[], float]  # the learning rate now
+    lr: Callable[[], float]  # the learning rate the next step trains with
     state: Stateful  # what the step needs saved: model, optimiser, schedule, memory bank
     identity: dict[str, Any]  # what a resume state must match
     finish: Callable[[dict[str, Any]], None]  # writes the output (rank 0), given the run's meta
@@ -185,7 +156,11 @@ def _train(name, cfg_dict, run_cfg, epochs, paths, build, env, preempt) -> int:
             save_atomic({**job.state.state_dict(), **extra}, paths.state)
 
     logs = ckpt.MetricsLog(paths.metrics, paths.tensorboard, progress.step, name, env.is_main)
-    epoch_log = ckpt.MetricsLog(paths.epochs, None, progress.step, name, env.is_main)
+    # TensorBoard: the epoch records are a run of their own ("epochs": one writer per folder,
+    # or one writer's purge on resume would drop the other's events), under the same tags, so
+    # the epoch means overlay the step values; validation accuracy is only here
+    epoch_tb = paths.tensorboard / "epochs" if paths.tensorboard is not None else None
+    epoch_log = ckpt.MetricsLog(paths.epochs, epoch_tb, progress.step, name, env.is_main)
     status = "epoch"
     with logs, epoch_log:
         while status == "epoch" and progress.epoch < epochs:
@@ -214,6 +189,10 @@ def _train(name, cfg_dict, run_cfg, epochs, paths, build, env, preempt) -> int:
         if env.is_main:
             request_requeue()
         return EXIT_REQUEUE
+    if env.is_main and paths.curves is not None:
+        steps, epochs = ckpt.read_records(paths.metrics), ckpt.read_records(paths.epochs)
+        title = f"{name}: {paths.out.parent}"
+        write_curves(steps, epochs, title, paths.curves, validates=job.end_epoch is not None)
     if env.is_main:
         meta = {"git": startup["git"], "steps": progress.step, "epochs": progress.epoch}
         meta |= {"final_loss": progress.loss, "config_hash": identity, "world_size": env.world_size}
@@ -257,6 +236,7 @@ def _epoch(job, progress, run_cfg, env, logs, save, preempt) -> str:
     try:
         for batch in job.loader:
             t_step = time.perf_counter()
+            lr = job.lr()  # the rate this step trains with (the step advances the schedule)
             values = job.step(batch, progress.step)
             progress.step, progress.batch = progress.step + 1, progress.batch + 1
             progress.loss = values["loss_total"]
@@ -267,7 +247,7 @@ def _epoch(job, progress, run_cfg, env, logs, save, preempt) -> str:
             bar.update(1)
             bar.set_postfix(loss=f"{progress.loss:.4f}")
             if progress.step % run_cfg.log_every == 0:
-                record = {"step": progress.step, "epoch": progress.epoch, "lr": job.lr(), **values}
+                record = {"step": progress.step, "epoch": progress.epoch, "lr": lr, **values}
                 if job.clips_per_step:
                     record["clips_per_s"] = job.clips_per_step / (t_end - t_data)
                 logs.write({**record, "data_s": t_step - t_data, "step_s": t_end - t_step})

@@ -1,4 +1,4 @@
-"""``sstl finetune``: supervised fine-tuning on UCF101 / HMDB51 (METHOD §7), resumable.
+"""``sstl finetune``: supervised fine-tuning on UCF101 / HMDB51 (paper Sec 4.2), resumable.
 
 The loop, resume and preemption are the engine's (:mod:`sstl.train.engine`); this file supplies
 what is particular to fine-tuning:
@@ -18,9 +18,7 @@ what is particular to fine-tuning:
 
 from __future__ import annotations
 
-import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -32,13 +30,14 @@ from sstl.data.clips import ClipDataset, load_manifest
 from sstl.models.features import extract_features
 from sstl.models.sstl import unwrap
 from sstl.models.weights import build_finetuner, require_init, save_finetuned
-from sstl.runtime import parse_cfg
+from sstl.runtime import cfg_help, command_parser, parse_cfg
 from sstl.train import checkpoint as ckpt
 from sstl.train import engine
 from sstl.train.batches import FinetuneTransform, augment_clips
 from sstl.train.distributed import DistEnv
 from sstl.train.loaders import eval_loader, train_loader
 from sstl.train.optim import build_optimizer, build_scheduler
+from sstl.train.progress import RunPaths, add_run_arguments
 
 log = logging.getLogger(__name__)
 
@@ -186,17 +185,26 @@ def main(cfg: FinetuneConfig, paths: engine.RunPaths, init: str) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sstl finetune", description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", help="the finetune section as JSON, or @file.yaml")
-    parser.add_argument("--manifest", type=Path, required=True, help="dataset manifest.csv")
-    parser.add_argument("--store", type=Path, required=True, help="frame store folder")
-    parser.add_argument("--init", required=True, help="pretraining weights.pt, or 'scratch'")
-    parser.add_argument("--out", type=Path, required=True, help="fine-tuned weights.pt")
-    parser.add_argument("--state-dir", type=Path, required=True, help="resume state folder")
-    parser.add_argument("--metrics", type=Path, required=True, help="per-step metrics .jsonl")
-    parser.add_argument("--tensorboard", type=Path, help="TensorBoard log folder (optional)")
-    args = parser.parse_args(argv)
-    paths = engine.RunPaths(
-        args.manifest, args.store, args.out, args.state_dir, args.metrics, args.tensorboard
+    parser = command_parser(
+        "sstl finetune",
+        "Supervised fine-tuning for action recognition: the backbone of a pretrained encoder\n"
+        "(or a random one, 'scratch') with a new classifier, trained on the dataset's train\n"
+        "videos and validated on one centre clip per test video every val_every epochs.\n"
+        "Resumable and preemptible like `sstl pretrain` (exit code 75 after a saved stop).\n\n"
+        "Writes OUT (the fine-tuned weights, read by `sstl evaluate`), the resume state in\n"
+        "STATE_DIR, per-step losses, accuracy and learning rate to METRICS (epoch means and\n"
+        "validation accuracy beside it in epochs.jsonl) and, when asked, TensorBoard scalars\n"
+        "and the training curves (CSV tables and a PNG of loss, learning rate and accuracy).",
+        "sstl finetune --cfg @my-finetune.yaml --manifest data/ucf101/manifest.csv\n"
+        "--store data/ucf101/store --init runs/pretrain/mine/weights.pt\n"
+        "--out runs/finetune/mine/ucf101/weights.pt --state-dir state/finetune/mine/ucf101\n"
+        "--metrics state/finetune/mine/ucf101/metrics.jsonl",
     )
+    parser.add_argument("--cfg", help=cfg_help("finetune"))
+    parser.add_argument(
+        "--init", required=True, help="a pretrained weights file, or 'scratch' (random init)"
+    )
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    paths = RunPaths.from_args(args)
     return main(load_section(FinetuneConfig, parse_cfg(args.cfg)), paths, args.init)

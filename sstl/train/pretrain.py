@@ -16,8 +16,6 @@ resume and preemption are the engine's (:mod:`sstl.train.engine`); the method is
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 from sstl.augment.spatial import SpatialAugment
@@ -26,13 +24,14 @@ from sstl.data.clips import ClipDataset, load_manifest
 from sstl.method import SSTL
 from sstl.models.sstl import unwrap
 from sstl.models.weights import save_pretrained
-from sstl.runtime import parse_cfg
+from sstl.runtime import cfg_help, command_parser, parse_cfg
 from sstl.train import checkpoint as ckpt
 from sstl.train import engine
 from sstl.train.batches import PretrainTransform, augment_views, step_generator
 from sstl.train.distributed import DistEnv
 from sstl.train.loaders import train_loader
 from sstl.train.optim import build_optimizer, build_scheduler
+from sstl.train.progress import RunPaths, add_run_arguments
 
 
 class PretrainStep:
@@ -150,16 +149,22 @@ def main(cfg: PretrainConfig, paths: engine.RunPaths) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sstl pretrain", description=__doc__.split("\n")[0])
-    parser.add_argument("--cfg", help="the pretrain section as JSON, or @file.yaml")
-    parser.add_argument("--manifest", type=Path, required=True, help="dataset manifest.csv")
-    parser.add_argument("--store", type=Path, required=True, help="frame store folder")
-    parser.add_argument("--out", type=Path, required=True, help="final weights.pt")
-    parser.add_argument("--state-dir", type=Path, required=True, help="resume state folder")
-    parser.add_argument("--metrics", type=Path, required=True, help="per-step metrics .jsonl")
-    parser.add_argument("--tensorboard", type=Path, help="TensorBoard log folder (optional)")
-    args = parser.parse_args(argv)
-    paths = engine.RunPaths(
-        args.manifest, args.store, args.out, args.state_dir, args.metrics, args.tensorboard
+    parser = command_parser(
+        "sstl pretrain",
+        "Self-supervised SSTL pretraining of a video encoder on a dataset's training videos\n"
+        "(labels unused). Runs on one CPU or GPU, or on many GPUs when started by torchrun or\n"
+        "srun. Saves a resume state every run.save_every steps: run the same command again and it\n"
+        "continues where it stopped; on SIGTERM / SIGUSR1 it saves and exits with code 75.\n\n"
+        "Writes OUT (the encoder's weights, at the end), the resume state in STATE_DIR, a line\n"
+        "of losses and learning rate every run.log_every steps to METRICS (epoch means beside\n"
+        "it in epochs.jsonl) and, when asked, TensorBoard scalars and the training curves\n"
+        "(CSV tables and a PNG of the loss terms and learning rate, written at the end).",
+        "sstl pretrain --cfg @my-pretrain.yaml --manifest data/ucf101/manifest.csv\n"
+        "--store data/ucf101/store --out runs/pretrain/mine/weights.pt\n"
+        "--state-dir state/pretrain/mine --metrics state/pretrain/mine/metrics.jsonl",
     )
+    parser.add_argument("--cfg", help=cfg_help("pretrain"))
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    paths = RunPaths.from_args(args)
     return main(load_section(PretrainConfig, parse_cfg(args.cfg)), paths)

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sstl import config as C
 from sstl import pipeline as P
@@ -270,8 +271,19 @@ def test_report_spec(configs, with_key):
     json.loads(shlex.split(P.cli_json(spec))[0])  # goes through --spec
 
 
-def test_final_targets_are_the_report_outputs(configs):
+def test_final_targets_are_the_report_outputs_and_the_training_curves(configs, repo_dir):
     targets = P.final_targets(configs["config"])
-    assert targets == P.REPORT_OUTPUTS
+    assert targets[: len(P.REPORT_OUTPUTS)] == P.REPORT_OUTPUTS
     assert len([t for t in targets if t.startswith("results/tables/")]) == 15  # 5 tables x 3
     assert {"results/report.md", "results/summary.json"} <= set(targets)
+    # every curve file a training job declares (dvc.yaml is generated from the jobs), no other
+    stages = yaml.safe_load((repo_dir / "dvc.yaml").read_text())["stages"]
+    curves = {
+        out
+        for name, stage in stages.items()
+        if name.startswith(("pretrain-", "finetune-"))
+        for out in stage["outs"]
+        if Path(out).name in {n for names in P.CURVE_FILES.values() for n in names}
+    }
+    assert sorted(targets[len(P.REPORT_OUTPUTS) :]) == sorted(curves)
+    assert "runs/finetune/scratch/synthetic/validation.csv" in curves

@@ -1,5 +1,7 @@
-# Schema validation, wildcard constraints and input functions; the logic lives in sstl.pipeline.
+# Schema validation, wildcard constraints, input functions and the report marks; the logic lives
+# in sstl.pipeline.
 import sys
+from pathlib import Path
 
 sys.path.insert(
     0, workflow.basedir
@@ -115,3 +117,20 @@ def init_arg(wc):
 
 def final_outputs():
     return P.final_targets(config)
+
+
+def in_report(path):
+    """``path`` marked for `snakemake --report` when it is a figure or a table's CSV (captions
+    in workflow/report/), else as it is."""
+    stem = Path(path).stem  # results/figures/figure1.png -> figure1
+    if path.startswith("results/figures/"):
+        label = {"figure": stem.replace("figure", "Figure ")}
+        return report(
+            path, caption=f"../report/{stem}.rst", category="Figures", labels=label
+        )
+    if path.startswith("results/tables/") and path.endswith(".csv"):
+        label = {"table": stem.replace("table", "Table ")}
+        return report(
+            path, caption=f"../report/{stem}.rst", category="Tables", labels=label
+        )
+    return path

@@ -9,6 +9,17 @@ rule finetune:
         weights=pretrained_weights,
     output:
         weights="runs/finetune/{exp}/{dataset}/weights.pt",
+        # training curves from the whole run's logs (state/ keeps the logs across resumes)
+        curves="runs/finetune/{exp}/{dataset}/curves.csv",
+        epoch_curves="runs/finetune/{exp}/{dataset}/epochs.csv",
+        validation_curves="runs/finetune/{exp}/{dataset}/validation.csv",
+        curves_plot=report(
+            "runs/finetune/{exp}/{dataset}/curves.png",
+            caption="../report/finetune_curves.rst",
+            category="Training curves",
+            subcategory="fine-tuning",
+            labels={"experiment": "{exp}", "dataset": "{dataset}"},
+        ),
     log:
         "logs/finetune/{exp}/{dataset}.log",
     benchmark:
@@ -22,11 +33,13 @@ rule finetune:
         cfg=cfg_arg("finetune"),
         init=init_arg,
         state="state/finetune/{exp}/{dataset}",
+        curves="runs/finetune/{exp}/{dataset}",  # the folder of the curves outputs
     shell:
         "sstl finetune --cfg {params.cfg} --manifest {input.manifest:q}"
         " --store data/{wildcards.dataset:q}/store --init {params.init:q}"
         " --out {output.weights:q} --state-dir {params.state:q}"
-        " --metrics {params.state:q}/metrics.jsonl > {log:q} 2>&1"
+        " --metrics {params.state:q}/metrics.jsonl --tensorboard {params.state:q}/tb"
+        " --curves {params.curves:q} > {log:q} 2>&1"
 
 
 rule evaluate:

@@ -7,6 +7,16 @@ rule pretrain:
         store=pretrain_store,
     output:
         weights="runs/pretrain/{exp}/weights.pt",
+        # training curves from the whole run's logs (state/ keeps the logs across resumes)
+        curves="runs/pretrain/{exp}/curves.csv",
+        epoch_curves="runs/pretrain/{exp}/epochs.csv",
+        curves_plot=report(
+            "runs/pretrain/{exp}/curves.png",
+            caption="../report/pretrain_curves.rst",
+            category="Training curves",
+            subcategory="pretraining",
+            labels={"experiment": "{exp}"},
+        ),
     log:
         "logs/pretrain/{exp}.log",
     benchmark:
@@ -24,8 +34,9 @@ rule pretrain:
         store=lambda wc: f"data/{pretrain_dataset(wc)}/store",
         # resume state: NOT an output, so it survives a failed or preempted job
         state="state/pretrain/{exp}",
+        curves="runs/pretrain/{exp}",  # the folder of the curves outputs
     shell:
         "{params.launch} sstl pretrain --cfg {params.cfg} --manifest {input.manifest:q}"
         " --store {params.store:q} --out {output.weights:q} --state-dir {params.state:q}"
         " --metrics {params.state:q}/metrics.jsonl --tensorboard {params.state:q}/tb"
-        " > {log:q} 2>&1"
+        " --curves {params.curves:q} > {log:q} 2>&1"

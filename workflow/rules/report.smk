@@ -25,7 +25,7 @@ rule report:
         ),
         manifests=expand("data/{dataset}/manifest.csv", dataset=P.used_datasets(config)),
     output:
-        P.REPORT_OUTPUTS,
+        [in_report(path) for path in P.REPORT_OUTPUTS],
     log:
         "logs/report.log",
     conda:
