@@ -144,7 +144,7 @@ def main() -> None:
         "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30
         if device.type == "cuda"
         else None,
-        "last_loss": logs["total"],
+        "last_loss": logs["loss_total"],
     }
     mfu = f"{100 * result['mfu']:.1f}%" if result["mfu"] is not None else "n/a (unknown peak)"
     print(

@@ -22,7 +22,7 @@ def test_two_task_pretraining_from_a_hostile_checkout_path(tmp_path, monkeypatch
     root.mkdir()
     ws = workspace_copy(root)
     cfg = yaml.safe_load((ws / "config/tiny.yaml").read_text())
-    cfg["resources"]["pretrain"] = {"gpus": 0, "partition": "cpu", "tasks": 2}
+    cfg["resources"]["pretrain"] = {"gpus": 0, "tasks": 2}
     cfg["pretrain"]["optim"]["epochs"] = 1
     (ws / "config/tiny.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.chdir(tmp_path)  # where a stray `touch PWNED` run by a shell here would land
