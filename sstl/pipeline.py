@@ -274,13 +274,16 @@ def validate(
                     C.load_section(job, stage_config(config, stage, name), where)
         except C.ConfigError as err:
             raise PipelineConfigError(f"experiment {name!r}: {err}") from None
-    C.load_section(C.EvalConfig, config.get("evaluate"), "evaluate")
+    try:
+        C.load_section(C.EvalConfig, config.get("evaluate"), "evaluate")
+        C.load_section(C.StoreConfig, config.get("store"), "store")
+        if "synthetic" in used_datasets(config):
+            C.load_section(C.SyntheticConfig, config.get("synthetic"), "synthetic")
+        datasets = {name: dataset_config(config, name) for name in used_datasets(config)}
+    except C.ConfigError as err:
+        raise PipelineConfigError(str(err)) from None
     _validate_report(config)
-    C.load_section(C.StoreConfig, config.get("store"), "store")
-    if "synthetic" in used_datasets(config):
-        C.load_section(C.SyntheticConfig, config.get("synthetic"), "synthetic")
-    for name in used_datasets(config):
-        ds = dataset_config(config, name)
+    for name, ds in datasets.items():
         if name == "synthetic" and ds.source != "generate":
             raise PipelineConfigError("datasets.synthetic.source must be 'generate'")
         if check_paths and ds.source == "local" and not Path(ds.local_path).is_dir():
