@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("sstl.data.acquire:cli", "download + extract a dataset, or validate a local copy"),
     "extract": ("sstl.data.extract:cli_extract", "decode one shard of videos into the frame store"),
     "manifest": (
-        "sstl.data.extract:cli_manifest",
+        "sstl.data.manifest:cli",
         "merge shard manifests into the dataset manifest",
     ),
     "pretrain": ("sstl.train.pretrain:cli", "SSTL self-supervised pretraining"),

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from sstl.config import ModelConfig, StoreConfig, SyntheticConfig
-from sstl.data.extract import extract_shard, merge_manifest, split_entries
+from sstl.data.extract import extract_shard, split_entries
+from sstl.data.manifest import merge_manifest
 from sstl.data.synthetic import generate
 from sstl.models.sstl import SSTLModel
 from sstl.models.weights import save_pretrained

@@ -1,8 +1,8 @@
-"""Sharded extraction of a dataset's videos into the frame store, and the manifest merge.
+"""Sharded extraction of a dataset's videos into the frame store.
 
 ``sstl extract --shard i/n`` decodes every n-th video (from the sorted list) once into
-``<store>/<id>.<ext>`` and writes that shard's rows of the manifest; ``sstl manifest`` merges the
-shard CSVs into ``data/<ds>/manifest.csv`` (columns in docs/architecture.md). A video that is
+``<store>/<id>.<ext>`` and writes that shard's rows of the manifest (:mod:`sstl.data.manifest`
+merges the shards; columns in docs/architecture.md). A video that is
 missing or cannot be decoded gets status ``missing``/``corrupt`` with the reason and the stage
 goes on. A rerun after a crash skips store files that are already complete: each file is renamed
 into place only when written, and its header records the source checksum, the store config and
@@ -23,10 +23,11 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from sstl.config import ConfigError, StoreConfig, load_section
+from sstl.config import ConfigError, StoreConfig, check, load_section
 from sstl.data import splits
-from sstl.data.clips import MANIFEST_COLUMNS, load_manifest
+from sstl.data.clips import MANIFEST_COLUMNS
 from sstl.data.layout import read_located
+from sstl.data.manifest import write_manifest
 from sstl.data.store import STORE_REVISION, StoreReader, store_ext, write_store
 from sstl.data.video import VideoDecodeError
 from sstl.files import sha256_file
@@ -36,7 +37,6 @@ log = logging.getLogger("sstl.extract")
 
 MAX_LOGGED = 10  # corrupt videos logged one by one; the rest as a count
 Entry = tuple[str, int, str, str]  # (path relative to the video root, label, class name, split)
-_SHARD_NAME = re.compile(r"(\d+)-of-(\d+)$")
 
 
 def video_id(rel_path: str) -> str:
@@ -114,14 +114,6 @@ def _extract_one(
     return row
 
 
-def _write_csv(df: pd.DataFrame, out_csv: str | os.PathLike) -> None:
-    out = Path(out_csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, out)
-
-
 def extract_shard(
     entries: Sequence[Entry],
     video_root: str | os.PathLike,
@@ -165,7 +157,7 @@ def extract_shard(
                 log.warning("corrupt %s: %s", row["id"], row["error"])
         rows.append(row)
     df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    _write_csv(df, out_csv)
+    write_manifest(df, out_csv)
     absent = int((df["status"] == "missing").sum())
     if absent:
         where = f"; all the dataset's missing videos: {missing_list}" if missing_list else ""
@@ -186,49 +178,6 @@ def extract_shard(
         counts,
         reused,
         out_csv,
-    )
-    return df
-
-
-def merge_manifest(
-    shard_csvs: Sequence[str | os.PathLike], out_csv: str | os.PathLike
-) -> pd.DataFrame:
-    """Concatenate shard CSVs named ``<i>-of-<n>.csv`` into the manifest, sorted by split, id.
-
-    Every shard 0..n-1 must be there exactly once and no id may appear twice.
-    """
-    if not shard_csvs:
-        raise ValueError("merge_manifest: no shard CSVs given")
-    found: dict[int, Path] = {}
-    totals = set()
-    for path in map(Path, shard_csvs):
-        match = _SHARD_NAME.search(path.stem)
-        if not match:
-            raise ValueError(f"{path}: shard CSVs must be named <i>-of-<n>.csv, e.g. 0-of-4.csv")
-        k, total = int(match[1]), int(match[2])
-        if k in found:
-            raise ValueError(f"shard {k} is given twice: {found[k]} and {path}")
-        found[k] = path
-        totals.add(total)
-    if len(totals) != 1:
-        raise ValueError(f"shard CSVs come from different shard counts {sorted(totals)}")
-    (total,) = totals
-    absent = sorted(set(range(total)) - set(found))
-    if absent or max(found) >= total:
-        raise ValueError(f"shards {absent or [max(found)]} of {total} are missing or out of range")
-    df = pd.concat([load_manifest(found[k]) for k in range(total)], ignore_index=True)
-    dup = df["id"][df["id"].duplicated()]
-    if not dup.empty:
-        raise ValueError(f"{len(dup)} ids appear in more than one row, e.g. {dup.iloc[0]!r}")
-    df = df.sort_values(["split", "id"], kind="stable").reset_index(drop=True)[MANIFEST_COLUMNS]
-    _write_csv(df, out_csv)
-    counts = df.groupby(["split", "status"]).size().to_dict()
-    log.info(
-        "manifest %s: %d videos from %d shards, per (split, status): %s",
-        out_csv,
-        len(df),
-        total,
-        counts,
     )
     return df
 
@@ -283,14 +232,10 @@ def cli_extract(argv: list[str]) -> int:
     raw = parse_cfg(args.cfg)
     unknown = sorted(set(raw) - {"store", "split"})
     if unknown:
-        raise SystemExit(f"--cfg: unknown key {unknown[0]!r}; allowed keys: split, store")
+        raise ConfigError(f"--cfg: unknown key {unknown[0]!r}; allowed keys: split, store")
     split = raw.get("split", 1)
-    try:
-        cfg = load_section(StoreConfig, raw.get("store"), "store")
-        if split not in (1, 2, 3):
-            raise ConfigError(f"split = {split!r} is not allowed: 1, 2 or 3")
-    except ConfigError as err:
-        raise SystemExit(f"--cfg: {err}") from None
+    cfg = load_section(StoreConfig, raw.get("store"), "store")
+    check(split in (1, 2, 3), "split", split, "1, 2 or 3")
     log_startup(
         "extract",
         {
@@ -321,26 +266,4 @@ def cli_extract(argv: list[str]) -> int:
         located=located,
         missing_list=missing if missing.is_file() else None,
     )
-    return 0
-
-
-def cli_manifest(argv: list[str]) -> int:
-    ap = command_parser(
-        "sstl manifest",
-        "Merge the per-shard CSVs written by `sstl extract` into the dataset's manifest: one row\n"
-        "per video with its store file, label, split, frame count, size, checksum and status\n"
-        "(ok, missing or corrupt, with the reason).",
-        "sstl manifest --shards data/ucf101/shards/*.csv --out data/ucf101/manifest.csv",
-    )
-    ap.add_argument(
-        "--shards", required=True, nargs="+", type=Path, help="the shards' <i>-of-<n>.csv files"
-    )
-    ap.add_argument("--out", required=True, type=Path, help="the dataset's manifest.csv")
-    args = ap.parse_args(argv)
-    setup_logging()
-    log_startup("manifest", {"shards": [str(p) for p in args.shards], "out": str(args.out)})
-    try:
-        merge_manifest(args.shards, args.out)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"sstl manifest: {err}") from None
     return 0

@@ -9,19 +9,14 @@ import sys
 import pandas as pd
 import pytest
 
-from sstl.config import StoreConfig
+from sstl.config import ConfigError, StoreConfig
 from sstl.data import store
 from sstl.data.clips import MANIFEST_COLUMNS, load_manifest
-from sstl.data.extract import (
-    cli_extract,
-    cli_manifest,
-    extract_shard,
-    merge_manifest,
-    parse_shard,
-    sha256_file,
-    split_entries,
-)
+from sstl.data.extract import cli_extract, extract_shard, parse_shard, split_entries
+from sstl.data.manifest import cli as cli_manifest
+from sstl.data.manifest import merge_manifest
 from sstl.data.store import StoreReader
+from sstl.files import sha256_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding:DeprecationWarning")
 
@@ -199,7 +194,7 @@ def test_cli_rejects_bad_shard_and_config(ucf_source, tmp_path, capsys):
     assert "0 <= i < n" in capsys.readouterr().err
     bad_cfgs = {'{"store": {"crf": 99}}': "crf", '{"splits": 1}': "splits", '{"split": 4}': "split"}
     for cfg, key in bad_cfgs.items():
-        with pytest.raises(SystemExit, match=key):
+        with pytest.raises(ConfigError, match=key):  # sstl.cli: exit 2, as every config error
             cli_extract(_extract_argv(ucf_source, tmp_path, "0/1", cfg, tmp_path / "x.csv"))
     assert not (tmp_path / "x.csv").exists()
 
