@@ -72,6 +72,8 @@ def validate_schema(config: Mapping[str, Any], schema_path: Path = SCHEMA) -> No
             named = "propertyNames" in err.schema_path
             what = f"{where}: the name" if named else f"{where} ="
             lines.append(f"{what} {err.instance!r} is not allowed: {err.schema['description']}")
+        elif err.validator == "enum" and "description" in err.schema:  # a retired form
+            lines.append(f"{where} = {err.instance!r}: {err.message} ({err.schema['description']})")
         elif err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             allowed = ", ".join(sorted(err.schema.get("properties", {})))
@@ -416,7 +418,7 @@ def report_settings(config: Mapping[str, Any], exp: str) -> dict[str, Any]:
     m = ft.model
     backbone = "R3D-18" if m.arch == "r3d_18" else f"{m.arch} (width {m.width})"
     return {
-        "backbone": backbone + (", stem max-pool" if m.stem_pool else ""),
+        "backbone": backbone + ("" if m.stem_pool == "none" else f", {m.stem_pool} stem max-pool"),
         "finetune_input": f"{ft.spatial.crop_size}×{ft.spatial.crop_size}, {ft.clip_len} frames",
         "pretrain_data": None
         if is_scratch(config, exp)

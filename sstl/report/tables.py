@@ -130,6 +130,8 @@ def build_table(
     df = pd.DataFrame.from_records(records).astype(object)
     df = df.where(df.notna(), None)
     footnotes = list(table["footnotes"])
+    if name in ("table4", "table5"):  # ablation rows borrowing a run of another table
+        footnotes += _shared_runs(name, spec)
     for paper_ds in dict.fromkeys(_source(name, c, paper)[0] for c in table["columns"]):
         ours_ds = spec["datasets"][paper_ds]
         if ours_ds is not None and ours_ds != paper_ds:
@@ -147,6 +149,30 @@ def build_table(
         "provenance": table_provenance(provenance, used, datasets, runs_dir),
     }
     return df
+
+
+def _shared_runs(name: str, spec: dict[str, Any]) -> list[str]:
+    """A footnote for each experiment of this table that also fills another table's cell: one
+    run serves both (e.g. Table 4 row 2 and Tables 2-3's "w/o temp" in the paper config)."""
+    notes = []
+    for row, exp in spec[name].items():
+        others = [
+            f"{_title(t)} {r}"
+            for t in TABLES
+            if t != name
+            for r, e in spec[t].items()
+            if e == exp and exp is not None
+        ]
+        if others:
+            notes.append(
+                f"Row {row} is experiment '{exp}', which also fills {', '.join(others)}: one run "
+                "serves these cells."
+            )
+    return notes
+
+
+def _title(name: str) -> str:
+    return f"Table {name[-1]}"
 
 
 def build_tables(spec: dict, runs: Runs, provenance: dict) -> dict[str, pd.DataFrame]:

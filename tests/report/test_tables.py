@@ -195,10 +195,23 @@ def test_settings_come_from_the_config(repo_dir):
     cfg = yaml.safe_load((repo_dir / "config/paper.yaml").read_text())
     settings = P.report_spec(cfg)["settings"]
     assert settings["sstl"] == {
-        "backbone": "R3D-18, stem max-pool",
+        "backbone": "R3D-18, spacetime stem max-pool",
         "finetune_input": "112×112, 16 frames",
         "pretrain_data": "kinetics400",
     }
     assert settings["scratch"]["pretrain_data"] is None
     demo = yaml.safe_load((repo_dir / "config/config.yaml").read_text())
     assert P.report_spec(demo)["settings"]["sstl"]["backbone"] == "r3d_tiny (width 16)"
+
+
+def test_an_ablation_row_sharing_a_run_says_so(demo_runs, demo_spec):
+    spec = {**demo_spec, "table4": {**demo_spec["table4"], "row2": "sstl_no_temp"}}
+    t4 = build_tables(spec, demo_runs, PROVENANCE)["table4"]
+    assert t4.iloc[1]["UCF101 ours"] == 50.0  # served by the w/o-temp run
+    shared = [f for f in t4.attrs["footnotes"] if "row2" in f]
+    assert shared == [
+        "Row row2 is experiment 'sstl_no_temp', which also fills Table 2 sstl_wo_temp, Table 3 "
+        "sstl_wo_temp: one run serves these cells."
+    ]
+    plain = build_tables(demo_spec, demo_runs, PROVENANCE)["table4"]
+    assert not [f for f in plain.attrs["footnotes"] if "row2" in f]

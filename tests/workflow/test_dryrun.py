@@ -113,7 +113,7 @@ def test_demo_and_paper_job_counts(runs, job_stats):
         "all": 1,
     }
     paper = job_stats(runs["paper"].output)
-    assert paper["pretrain"] == 20  # 21 experiments, `scratch` is not pretrained
+    assert paper["pretrain"] == 19  # 20 experiments, `scratch` is not pretrained
     assert paper["extract"] == 64 * 3  # 64 shards x kinetics400, ucf101, hmdb51
     assert paper["fetch"] == 3 and "synthetic" not in paper
 
@@ -129,7 +129,7 @@ def test_every_rule_logs_and_heavy_rules_benchmark(paper_jobs):
 
 def test_paper_pretrain_resources(paper_jobs):
     pretrain = [j for j in paper_jobs if j.rule.name == "pretrain"]
-    assert len(pretrain) == 20
+    assert len(pretrain) == 19
     for job in pretrain:
         res = job.resources
         got = {k: res.get(k) for k in ("gpu", "tasks", "nodes", "mpi", "slurm_extra")}

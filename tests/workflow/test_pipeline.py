@@ -57,7 +57,7 @@ def test_is_scratch(configs):
 
 def test_run_experiments_in_config_order(configs):
     assert P.run_experiments(configs["config"]) == ["sstl", "sstl_no_temp", "scratch"]
-    assert len(P.run_experiments(configs["paper"])) == 21
+    assert len(P.run_experiments(configs["paper"])) == 20
 
 
 # --- stage_config -----------------------------------------------------------------------------
@@ -287,3 +287,19 @@ def test_final_targets_are_the_report_outputs_and_the_training_curves(configs, r
     }
     assert sorted(targets[len(P.REPORT_OUTPUTS) :]) == sorted(curves)
     assert "runs/finetune/scratch/synthetic/validation.csv" in curves
+
+
+def test_no_pretraining_is_run_twice(configs):
+    """Two experiments whose pretrainings train the same backbone (a speed head without a loss
+    changes nothing) would pay the same GPU-hours twice."""
+    for cfg in configs.values():
+        seen = {}
+        for exp in P.run_experiments(cfg):
+            if P.is_scratch(cfg, exp):
+                continue
+            job = P.stage_config(cfg, "pretrain", exp)
+            if not job["temporal"]["speed_distortion"]:
+                job["model"] = {**job["model"], "speed_head": None}
+            key = P.cli_json(job)
+            assert key not in seen, f"{exp} repeats the pretraining of {seen.get(key)}"
+            seen[key] = exp
