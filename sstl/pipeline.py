@@ -1,14 +1,15 @@
-"""The pipeline's view of the config: validation, per-experiment resolution, targets, resources.
+"""The pipeline's view of the config: validation, DVC params, targets, resources, report spec.
 
 The Snakefile imports this module (through ``workflow/rules/common.smk``) so the logic that turns
-``config/*.yaml`` into jobs is plain, tested Python rather than code inside rule files. Every rule's
-``params:`` is built from :func:`stage_config`, and the same table (:data:`SOURCES`) tells
-``sstl dvc`` which leaf config keys each DVC stage depends on: one definition, two readers.
+``config/*.yaml`` into jobs is plain, tested Python rather than code inside rule files. What one
+experiment runs (its overrides, kind, replicas and each stage's ``--cfg``) is
+:mod:`sstl.experiments`, re-exported here for the rules; its table of sources
+(:data:`~sstl.experiments.SOURCES`) also tells ``sstl dvc`` which leaf config keys each DVC stage
+depends on: one definition, two readers.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import shlex
 from collections.abc import Mapping
@@ -20,35 +21,46 @@ import yaml
 from sstl import config as C
 from sstl import slurm_job
 from sstl.data.splits import official_dir
+from sstl.experiments import (  # re-exported: the rules and tests read them from here
+    EXPERIMENT_KEYS,
+    INITS,
+    PRETRAINED,
+    SEEDED,
+    SOURCES,
+    SUPERVISED,
+    PipelineConfigError,
+    base_of,
+    deep_merge,
+    experiment,
+    init_of,
+    is_scratch,
+    replicas,
+    run_experiments,
+    stage_config,
+    weights_of,
+)
+from sstl.experiments import get as _get
+from sstl.experiments import source as _source
 from sstl.files import config_hash
+
+__all__ = [
+    "EXPERIMENT_KEYS", "INITS", "PRETRAINED", "SEEDED", "SOURCES", "SUPERVISED",
+    "PipelineConfigError", "base_of", "deep_merge", "experiment", "init_of", "is_scratch",
+    "replicas", "run_experiments", "stage_config", "weights_of",
+]  # fmt: skip
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 # Per-experiment stages and the typed job config each command reads its --cfg into.
 JOBS = {
     "pretrain": C.PretrainConfig,
+    "supervise": C.FinetuneConfig,
     "finetune": C.FinetuneConfig,
     "retrieve": C.RetrieveJob,
     "analyse": C.AnalyseJob,
 }
-
-# Experiment override sections and what they override.
-EXPERIMENT_KEYS = {"init", "pretrain", "finetune", "retrieval", "analysis", "description"}
-
-
-class PipelineConfigError(ValueError):
-    """The config cannot run; the message names the key, the value and what is allowed."""
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``base`` updated recursively by ``override`` (mappings merge, everything else replaces)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in (override or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+# the stage that makes a run's starting weights, by its init (scratch has none)
+TRAINS = {PRETRAINED: "pretrain", SUPERVISED: "supervise"}
 
 
 def _path_str(path: Any) -> str:
@@ -92,88 +104,6 @@ def name_pattern(kind: str, schema_path: Path = SCHEMA) -> str:
     return schema["$defs"][kind]["pattern"].removeprefix("^").removesuffix("$")
 
 
-def experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The experiment's overrides (``init`` defaults to ``pretrained``)."""
-    exps = config.get("experiments", {})
-    if name not in exps:
-        raise PipelineConfigError(
-            f"experiment {name!r} is not defined; defined: {', '.join(sorted(exps))}"
-        )
-    exp = dict(exps[name] or {})
-    exp.setdefault("init", "pretrained")
-    return exp
-
-
-def is_scratch(config: Mapping[str, Any], name: str) -> bool:
-    return experiment(config, name)["init"] == C.SCRATCH
-
-
-# stage -> where each part of its ``--cfg`` comes from: (key in the job config, or None for the
-# whole section; the config section; keys of it the stage does not read). Sections an experiment
-# may override (EXPERIMENT_KEYS) are merged with ``experiments.<exp>.<section>``. One table, two
-# readers: :func:`stage_config` builds the job config from it and :func:`param_keys` tells DVC
-# which leaf keys each stage depends on.
-SOURCES: dict[str, list[tuple[str | None, str, tuple[str, ...]]]] = {
-    "synthetic": [(None, "synthetic", ())],
-    "extract": [("store", "store", ())],
-    "pretrain": [(None, "pretrain", ())],
-    "finetune": [(None, "finetune", ("datasets",)), ("model", "pretrain.model", ())],
-    "evaluate": [(None, "evaluate", ())],
-    "retrieve": [("retrieval", "retrieval", ("datasets",)), ("model", "pretrain.model", ())],
-    "analyse": [
-        ("analysis", "analysis", ("dataset",)),
-        ("model", "pretrain.model", ()),
-        ("rate_range", "pretrain.temporal.rate_range", ()),
-    ],
-}
-# stage -> where the global ``seed`` goes when the stage's own section does not set it
-SEEDED = {"pretrain": ("run", "seed"), "finetune": ("run", "seed"), "retrieve": ("seed",),
-          "analyse": ("seed",)}  # fmt: skip
-
-
-def _get(config: Mapping[str, Any], path: str) -> Any:
-    node: Any = config
-    for key in path.split("."):
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return node
-
-
-def _source(config: Mapping[str, Any], exp: str | None, path: str) -> dict[str, Any]:
-    """``config[path]`` merged with ``experiments.<exp>.<path>`` (when the section is one an
-    experiment may override)."""
-    value = _get(config, path)
-    override = _get(experiment(config, exp), path) if exp is not None else None
-    if path.split(".")[0] not in EXPERIMENT_KEYS:
-        override = None
-    if not isinstance(value, Mapping) and not isinstance(override, Mapping):  # a leaf setting
-        return copy.deepcopy(override if override is not None else value)
-    return deep_merge(dict(value or {}), override)
-
-
-def stage_config(config: Mapping[str, Any], stage: str, exp: str | None = None) -> dict[str, Any]:
-    """The JSON a rule hands to ``sstl <stage> --cfg``: only the keys that stage reads."""
-    if stage not in SOURCES:
-        raise KeyError(stage)
-    job: dict[str, Any] = {}
-    for key, path, left_out in SOURCES[stage]:
-        part = _source(config, exp, path)
-        if isinstance(part, dict):
-            part = {k: v for k, v in part.items() if k not in left_out}
-        if part is None:
-            continue  # not set: the job config's default applies
-        if key is None:
-            job.update(part)
-        else:
-            job.setdefault(key, part)  # a section of the stage's own wins (finetune.model)
-    if stage in SEEDED:
-        *outer, last = SEEDED[stage]
-        node = job
-        for key in outer:
-            node = node.setdefault(key, {})
-        node.setdefault(last, config.get("seed", 0))
-    return job
-
-
 def _leaves(node: Any, prefix: str) -> list[str]:
     if isinstance(node, Mapping) and node:
         return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}.{k}")]
@@ -184,6 +114,8 @@ def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str
     """The leaf config keys a job of ``rule`` reads (for DVC's ``params:``), so a change to one
     experiment's settings touches only that experiment's stages."""
     exp, dataset = wildcards.get("exp"), wildcards.get("dataset")
+    if exp is not None:
+        exp = base_of(config, exp)  # a replica reads its experiment's keys
     keys: list[str] = []
     for _, path, left_out in SOURCES.get(rule, []):
         paths = [path]
@@ -198,6 +130,8 @@ def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str
                 keys.append(p)
     if rule in SEEDED:
         keys.append("seed")
+        if exp is not None and _get(config, f"experiments.{exp}.seeds") is not None:
+            keys.append(f"experiments.{exp}.seeds")  # a replica's seed
     if rule == "fetch":
         keys += _leaves(_get(config, f"datasets.{dataset}"), f"datasets.{dataset}")
     if rule == "extract" and _get(config, f"datasets.{dataset}.split") is not None:
@@ -206,7 +140,7 @@ def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str
         keys += [*_leaves(config.get("report"), "report"), "run"]
         keys += [f"experiments.{e}.description" for e, v in config["experiments"].items()
                  if (v or {}).get("description")]  # fmt: skip
-        for exp in [None, *run_experiments(config)]:  # what report_settings reads
+        for exp in [None, *config.get("run", [])]:  # what report_settings reads
             base = "" if exp is None else f"experiments.{exp}."
             for path in REPORT_SETTINGS:
                 node = _get(config, base + path)
@@ -217,10 +151,6 @@ def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str
 def cli_json(data: Mapping[str, Any]) -> str:
     """Shell-quoted compact JSON for ``--cfg`` (stable key order, so params compare equal)."""
     return shlex.quote(json.dumps(data, sort_keys=True, separators=(",", ":")))
-
-
-def run_experiments(config: Mapping[str, Any]) -> list[str]:
-    return list(config.get("run") or [])
 
 
 def dataset_config(config: Mapping[str, Any], name: str) -> C.DatasetConfig:
@@ -257,25 +187,7 @@ def validate(
             slurm_job.check_warning(rule, resources(config, rule))
     except slurm_job.SlurmJobError as err:
         raise PipelineConfigError(str(err)) from None
-    for name in run_experiments(config):
-        if name not in config.get("experiments", {}):
-            raise PipelineConfigError(
-                f"run: experiment {name!r} is not defined under experiments:; defined: "
-                f"{', '.join(sorted(config.get('experiments', {})))}"
-            )
-        unknown = set(experiment(config, name)) - EXPERIMENT_KEYS
-        if unknown:
-            raise PipelineConfigError(
-                f"unknown key experiments.{name}.{sorted(unknown)[0]}: allowed keys are "
-                f"{', '.join(sorted(EXPERIMENT_KEYS))}"
-            )
-        try:
-            for stage, job in JOBS.items():
-                if stage != "pretrain" or not is_scratch(config, name):
-                    where = stage if stage in ("pretrain", "finetune") else ""  # as in the file
-                    C.load_section(job, stage_config(config, stage, name), where)
-        except C.ConfigError as err:
-            raise PipelineConfigError(f"experiment {name!r}: {err}") from None
+    _validate_runs(config)
     C.load_section(C.EvalConfig, config.get("evaluate"), "evaluate")
     _validate_report(config)
     C.load_section(C.StoreConfig, config.get("store"), "store")
@@ -299,6 +211,39 @@ def validate(
             )
     if check_paths:
         _check_pretraining_split(config)
+
+
+def _validate_runs(config: Mapping[str, Any]) -> None:
+    """The run list: defined experiments, known override keys, run names that do not collide,
+    and every stage config of every run loading into its dataclass."""
+    defined = config.get("experiments") or {}
+    for name in config.get("run") or []:
+        if name not in defined:
+            raise PipelineConfigError(
+                f"run: experiment {name!r} is not defined under experiments:; defined: "
+                f"{', '.join(sorted(defined))}"
+            )
+        unknown = set(defined[name] or {}) - EXPERIMENT_KEYS
+        if unknown:
+            raise PipelineConfigError(
+                f"unknown key experiments.{name}.{sorted(unknown)[0]}: allowed keys are "
+                f"{', '.join(sorted(EXPERIMENT_KEYS))}"
+            )
+    runs = run_experiments(config)
+    for name in runs:
+        if runs.count(name) > 1 or (name in defined and name not in (config.get("run") or [])):
+            raise PipelineConfigError(
+                f"run {name!r} is named twice: an experiment of that name and a replica (seeds) "
+                "of another; rename one"
+            )
+        try:
+            for stage, job in JOBS.items():
+                if stage in TRAINS.values() and stage != TRAINS.get(init_of(config, name)):
+                    continue  # a run trains its starting weights one way, or not at all
+                where = stage if stage in ("pretrain", "finetune") else ""  # as in the file
+                C.load_section(job, stage_config(config, stage, name), where)
+        except C.ConfigError as err:
+            raise PipelineConfigError(f"experiment {name!r}: {err}") from None
 
 
 def _check_pretraining_split(config: Mapping[str, Any]) -> None:
@@ -395,8 +340,10 @@ def curve_targets(config: Mapping[str, Any]) -> list[str]:
     never write them (a rerun resumes from its saved state and only writes the outputs)."""
     out = []
     for exp in run_experiments(config):
-        if not is_scratch(config, exp):
+        if init_of(config, exp) == PRETRAINED:
             out += [f"runs/pretrain/{exp}/{name}" for name in CURVE_FILES["pretrain"]]
+        if init_of(config, exp) == SUPERVISED:  # trained like a fine-tuning
+            out += [f"runs/supervised/{exp}/{name}" for name in CURVE_FILES["finetune"]]
         for ds in config.get("finetune", {}).get("datasets", []):
             out += [f"runs/finetune/{exp}/{ds}/{name}" for name in CURVE_FILES["finetune"]]
     return out
@@ -422,21 +369,21 @@ def report_settings(config: Mapping[str, Any], exp: str) -> dict[str, Any]:
         "finetune_input": f"{ft.spatial.crop_size}×{ft.spatial.crop_size}, {ft.clip_len} frames",
         "pretrain_data": None
         if is_scratch(config, exp)
-        else stage_config(config, "pretrain", exp)["dataset"],
+        else stage_config(config, "pretrain", exp)["dataset"]
+        + (" (labels)" if init_of(config, exp) == SUPERVISED else ""),
     }
 
 
 def report_spec(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``sstl report`` needs: the table mapping, which experiments ran, what each ran
-    (``settings``), and the config hash."""
+    """What ``sstl report`` needs: the table mapping, which experiments ran, their replicas (the
+    runs of an experiment with ``seeds``, folded into one cell), what each ran (``settings``),
+    and the config hash."""
+    ran = [e for e in config.get("run") or [] if e in (config.get("experiments") or {})]
     return {
         **dict(config.get("report") or {}),
-        "run": run_experiments(config),
-        "settings": {
-            e: report_settings(config, e)
-            for e in run_experiments(config)
-            if e in (config.get("experiments") or {})
-        },
+        "run": list(config.get("run") or []),
+        "replicas": {e: replicas(config, e) for e in ran if replicas(config, e) != [e]},
+        "settings": {e: report_settings(config, e) for e in ran},
         "experiments": {
             k: (v or {}).get("description", "") for k, v in config["experiments"].items()
         },

@@ -33,20 +33,27 @@ CAPTIONS = {
 }
 
 
+def _cell(m: dict[str, Any]) -> str:
+    """A top-1 cell: the value, or the mean ± 95% t-interval and the seeds' values."""
+    if m["top1"] is None:
+        return m["why"]
+    if m.get("ci95") is None:
+        return f"{m['top1']:.1f}"
+    seeds = ", ".join(f"{v:.1f}" for v in m["seeds"])
+    return f"{m['top1']:.1f} ± {m['ci95']:.1f} (seeds: {seeds})"
+
+
 def _real_md(real: dict[str, Any]) -> str:
     lines = ["| model | experiment | retrieval top-1 | fine-tune top-1 |", "|---|---|---|---|"]
     for label, row in real["models"].items():
-        cells = [
-            f"{row[k]['top1']:.1f}" if row[k]["top1"] is not None else row[k]["why"]
-            for k in ("retrieval", "finetune")
-        ]
+        cells = [_cell(row[k]) for k in ("retrieval", "finetune")]
         lines.append(f"| {label} | {row['experiment'] or '-'} | {cells[0]} | {cells[1]} |")
     lines.append("")
     for name, m in real["margins"].items():
         verdict = "above" if m["margin"] - m["ci95"] > 0 else "not clearly above"
         lines.append(
-            f"- {name}: {m['margin']:+.1f} points ± {m['ci95']:.1f} (95% binomial interval over "
-            f"test videos): SSTL is {verdict} it."
+            f"- {name}: {m['margin']:+.1f} points ± {m['ci95']:.1f} (95% {m['how']}): SSTL is "
+            f"{verdict} it."
         )
     if not real["margins"]:
         lines.append("- No margin can be computed: the runs above are missing.")

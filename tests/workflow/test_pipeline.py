@@ -56,8 +56,64 @@ def test_is_scratch(configs):
 
 
 def test_run_experiments_in_config_order(configs):
-    assert P.run_experiments(configs["config"]) == ["sstl", "sstl_no_temp", "scratch"]
-    assert len(P.run_experiments(configs["paper"])) == 20
+    assert P.run_experiments(configs["config"]) == [
+        *(f"sstl_seed{s}" for s in range(3)),
+        *(f"sstl_no_temp_seed{s}" for s in range(3)),
+        "scratch",
+        "supervised",
+    ]
+    assert len(P.run_experiments(configs["paper"])) == 21
+
+
+def test_a_replica_is_its_experiment_with_its_own_seed(configs):
+    cfg = configs["config"]
+    for stage, where in (("pretrain", ("run", "seed")), ("finetune", ("run", "seed")),
+                         ("retrieve", ("seed",)), ("analyse", ("seed",))):  # fmt: skip
+        for s in (0, 1, 2):
+            job = P.stage_config(cfg, stage, f"sstl_no_temp_seed{s}")
+            node = job
+            for key in where:
+                node = node[key]
+            assert node == s, (stage, s)
+    one = P.stage_config(cfg, "pretrain", "sstl_no_temp_seed1")
+    assert one["temporal"]["buffer"] == 0  # the experiment's overrides hold for each replica
+    assert P.base_of(cfg, "sstl_no_temp_seed1") == "sstl_no_temp"
+    for name in ("sstl_seed3", "scratch_seed0"):  # not one of its seeds; an experiment without
+        with pytest.raises(P.PipelineConfigError, match=f"'{name}' is not defined"):
+            P.experiment(cfg, name)
+    spec = P.report_spec(cfg)
+    assert spec["replicas"]["sstl"] == ["sstl_seed0", "sstl_seed1", "sstl_seed2"]
+    assert spec["run"] == ["sstl", "sstl_no_temp", "scratch", "supervised"]
+
+
+def test_a_replica_named_like_an_experiment_is_refused(configs, with_key):
+    cfg = with_key(configs["config"], "experiments.sstl_seed1", {"description": "clash"})
+    with pytest.raises(P.PipelineConfigError, match="'sstl_seed1' is named twice"):
+        P.validate(cfg, check_paths=False)
+
+
+def test_dvc_params_of_a_replica_are_its_experiments(configs):
+    keys = P.param_keys(configs["config"], "pretrain", {"exp": "sstl_no_temp_seed2"})
+    assert "experiments.sstl_no_temp.pretrain.temporal.buffer" in keys
+    assert "experiments.sstl_no_temp.seeds" in keys
+
+
+def test_the_supervised_reference_trains_with_labels_on_the_pretraining_set(configs):
+    for name in ("config", "paper"):
+        cfg = configs[name]
+        assert P.init_of(cfg, "supervised") == "supervised"
+        assert P.weights_of(cfg, "supervised") == "runs/supervised/supervised/weights.pt"
+        job = P.stage_config(cfg, "supervise", "supervised")
+        assert job["model"] == P.stage_config(cfg, "pretrain", "supervised")["model"]
+        assert "datasets" not in job and job["optim"] == cfg["finetune"]["optim"]
+        assert P.stage_config(cfg, "analyse", "supervised")["analysis"]["layer"] == "backbone"
+        assert cfg["report"]["figure1"]["supervised"] == "supervised"
+    cfg = configs["config"]
+    assert P.weights_of(cfg, "scratch") == "scratch"
+    assert P.weights_of(cfg, "sstl_seed1") == "runs/pretrain/sstl_seed1/weights.pt"
+    targets = P.curve_targets(cfg)
+    assert "runs/supervised/supervised/validation.csv" in targets
+    assert not [t for t in targets if t.startswith("runs/pretrain/supervised/")]
 
 
 # --- stage_config -----------------------------------------------------------------------------
@@ -259,7 +315,7 @@ def test_report_spec(configs, with_key):
     spec = P.report_spec(cfg)
     for key, value in cfg["report"].items():
         assert spec[key] == value
-    assert spec["run"] == ["sstl", "sstl_no_temp", "scratch"]
+    assert spec["run"] == ["sstl", "sstl_no_temp", "scratch", "supervised"]
     assert spec["experiments"]["scratch"] == cfg["experiments"]["scratch"]["description"]
     assert set(spec["experiments"]) == set(cfg["experiments"])
     assert len(spec["config_hash"]) == 16
@@ -281,7 +337,7 @@ def test_final_targets_are_the_report_outputs_and_the_training_curves(configs, r
     curves = {
         out
         for name, stage in stages.items()
-        if name.startswith(("pretrain-", "finetune-"))
+        if name.startswith(("pretrain-", "supervise-", "finetune-"))
         for out in stage["outs"]
         if Path(out).name in {n for names in P.CURVE_FILES.values() for n in names}
     }
@@ -295,7 +351,7 @@ def test_no_pretraining_is_run_twice(configs):
     for cfg in configs.values():
         seen = {}
         for exp in P.run_experiments(cfg):
-            if P.is_scratch(cfg, exp):
+            if P.init_of(cfg, exp) != "pretrained":
                 continue
             job = P.stage_config(cfg, "pretrain", exp)
             if not job["temporal"]["speed_distortion"]:
