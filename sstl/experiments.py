@@ -173,3 +173,48 @@ def stage_config(config: Mapping[str, Any], stage: str, exp: str | None = None) 
             node[last] = seed  # a replica: its seed is the point of the run
         node.setdefault(last, config.get("seed", 0))
     return job
+
+
+# Per-experiment stages and the typed job config each command reads its --cfg into.
+JOBS = {
+    "pretrain": C.PretrainConfig,
+    "supervise": C.FinetuneConfig,
+    "finetune": C.FinetuneConfig,
+    "retrieve": C.RetrieveJob,
+    "analyse": C.AnalyseJob,
+}
+# the stage that makes a run's starting weights, by its init (scratch has none)
+TRAINS = {PRETRAINED: "pretrain", SUPERVISED: "supervise"}
+
+
+def validate_runs(config: Mapping[str, Any]) -> None:
+    """The run list: defined experiments, known override keys, run names that do not collide,
+    and every stage config of every run loading into its dataclass."""
+    defined = config.get("experiments") or {}
+    for name in config.get("run") or []:
+        if name not in defined:
+            raise PipelineConfigError(
+                f"run: experiment {name!r} is not defined under experiments:; defined: "
+                f"{', '.join(sorted(defined))}"
+            )
+        unknown = set(defined[name] or {}) - EXPERIMENT_KEYS
+        if unknown:
+            raise PipelineConfigError(
+                f"unknown key experiments.{name}.{sorted(unknown)[0]}: allowed keys are "
+                f"{', '.join(sorted(EXPERIMENT_KEYS))}"
+            )
+    runs = run_experiments(config)
+    for name in runs:
+        if runs.count(name) > 1 or (name in defined and name not in (config.get("run") or [])):
+            raise PipelineConfigError(
+                f"run {name!r} is named twice: an experiment of that name and a replica (seeds) "
+                "of another; rename one"
+            )
+        try:
+            for stage, job in JOBS.items():
+                if stage in TRAINS.values() and stage != TRAINS.get(init_of(config, name)):
+                    continue  # a run trains its starting weights one way, or not at all
+                where = stage if stage in ("pretrain", "finetune") else ""  # as in the file
+                C.load_section(job, stage_config(config, stage, name), where)
+        except C.ConfigError as err:
+            raise PipelineConfigError(f"experiment {name!r}: {err}") from None

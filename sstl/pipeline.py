@@ -37,30 +37,35 @@ from sstl.experiments import (  # re-exported: the rules and tests read them fro
     replicas,
     run_experiments,
     stage_config,
+    validate_runs,
     weights_of,
 )
 from sstl.experiments import get as _get
 from sstl.experiments import source as _source
-from sstl.files import config_hash
+from sstl.workflow_report import REPORT_SETTINGS, report_settings, report_spec, validate_report
 
 __all__ = [
-    "EXPERIMENT_KEYS", "INITS", "PRETRAINED", "SEEDED", "SOURCES", "SUPERVISED",
-    "PipelineConfigError", "base_of", "deep_merge", "experiment", "init_of", "is_scratch",
-    "replicas", "run_experiments", "stage_config", "weights_of",
+    "EXPERIMENT_KEYS",
+    "INITS",
+    "PRETRAINED",
+    "SEEDED",
+    "SOURCES",
+    "SUPERVISED",
+    "PipelineConfigError",
+    "base_of",
+    "deep_merge",
+    "experiment",
+    "init_of",
+    "is_scratch",
+    "replicas",
+    "report_settings",
+    "report_spec",
+    "run_experiments",
+    "stage_config",
+    "weights_of",
 ]  # fmt: skip
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-
-# Per-experiment stages and the typed job config each command reads its --cfg into.
-JOBS = {
-    "pretrain": C.PretrainConfig,
-    "supervise": C.FinetuneConfig,
-    "finetune": C.FinetuneConfig,
-    "retrieve": C.RetrieveJob,
-    "analyse": C.AnalyseJob,
-}
-# the stage that makes a run's starting weights, by its init (scratch has none)
-TRAINS = {PRETRAINED: "pretrain", SUPERVISED: "supervise"}
 
 
 def _path_str(path: Any) -> str:
@@ -187,9 +192,9 @@ def validate(
             slurm_job.check_warning(rule, resources(config, rule))
     except slurm_job.SlurmJobError as err:
         raise PipelineConfigError(str(err)) from None
-    _validate_runs(config)
+    validate_runs(config)
     C.load_section(C.EvalConfig, config.get("evaluate"), "evaluate")
-    _validate_report(config)
+    validate_report(config)
     C.load_section(C.StoreConfig, config.get("store"), "store")
     if "synthetic" in used_datasets(config):
         C.load_section(C.SyntheticConfig, config.get("synthetic"), "synthetic")
@@ -211,39 +216,6 @@ def validate(
             )
     if check_paths:
         _check_pretraining_split(config)
-
-
-def _validate_runs(config: Mapping[str, Any]) -> None:
-    """The run list: defined experiments, known override keys, run names that do not collide,
-    and every stage config of every run loading into its dataclass."""
-    defined = config.get("experiments") or {}
-    for name in config.get("run") or []:
-        if name not in defined:
-            raise PipelineConfigError(
-                f"run: experiment {name!r} is not defined under experiments:; defined: "
-                f"{', '.join(sorted(defined))}"
-            )
-        unknown = set(defined[name] or {}) - EXPERIMENT_KEYS
-        if unknown:
-            raise PipelineConfigError(
-                f"unknown key experiments.{name}.{sorted(unknown)[0]}: allowed keys are "
-                f"{', '.join(sorted(EXPERIMENT_KEYS))}"
-            )
-    runs = run_experiments(config)
-    for name in runs:
-        if runs.count(name) > 1 or (name in defined and name not in (config.get("run") or [])):
-            raise PipelineConfigError(
-                f"run {name!r} is named twice: an experiment of that name and a replica (seeds) "
-                "of another; rename one"
-            )
-        try:
-            for stage, job in JOBS.items():
-                if stage in TRAINS.values() and stage != TRAINS.get(init_of(config, name)):
-                    continue  # a run trains its starting weights one way, or not at all
-                where = stage if stage in ("pretrain", "finetune") else ""  # as in the file
-                C.load_section(job, stage_config(config, stage, name), where)
-        except C.ConfigError as err:
-            raise PipelineConfigError(f"experiment {name!r}: {err}") from None
 
 
 def _check_pretraining_split(config: Mapping[str, Any]) -> None:
@@ -272,30 +244,6 @@ def _check_pretraining_split(config: Mapping[str, Any]) -> None:
 
 def _file_name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _validate_report(config: Mapping[str, Any]) -> None:
-    """The report spec, checked now rather than by the last job after all the training."""
-    from sstl.report.spec import SpecError, validate_figures, validate_spec
-
-    try:
-        spec = validate_figures(validate_spec(report_spec(config)))
-    except SpecError as err:
-        raise PipelineConfigError(f"report: {err}") from None
-    defined = set(config.get("experiments") or {})
-    for section in ("table1", "table2", "table3", "table4", "table5", "figure1", "figure5"):
-        for cell, exp in (spec.get(section) or {}).items():
-            if cell != "dataset" and exp is not None and exp not in defined:
-                raise PipelineConfigError(
-                    f"report.{section}.{cell} = {exp!r} is not an experiment defined under "
-                    f"experiments:; defined: {', '.join(sorted(defined))}"
-                )
-    for label, bar in (spec["figure4"].get("experiments") or {}).items():
-        if bar.get("exp") is not None and bar["exp"] not in defined:
-            raise PipelineConfigError(
-                f"report.figure4.experiments.{label}.exp = {bar['exp']!r} is not an experiment "
-                f"defined under experiments:"
-            )
 
 
 def resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
@@ -351,42 +299,3 @@ def curve_targets(config: Mapping[str, Any]) -> list[str]:
 
 def final_targets(config: Mapping[str, Any]) -> list[str]:
     return [*REPORT_OUTPUTS, *curve_targets(config)]
-
-
-# the config keys report_settings reads (per experiment, for DVC's params of the report)
-REPORT_SETTINGS = ("init", "pretrain.dataset", "pretrain.model", "finetune.model",
-                   "finetune.clip_len", "finetune.spatial.crop_size")  # fmt: skip
-
-
-def report_settings(config: Mapping[str, Any], exp: str) -> dict[str, Any]:
-    """What experiment ``exp`` ran, for the report's descriptive columns (backbone, fine-tuning
-    input size and clip length, pretraining data) beside the paper's."""
-    ft = C.load_section(C.FinetuneConfig, stage_config(config, "finetune", exp), "finetune")
-    m = ft.model
-    backbone = "R3D-18" if m.arch == "r3d_18" else f"{m.arch} (width {m.width})"
-    return {
-        "backbone": backbone + ("" if m.stem_pool == "none" else f", {m.stem_pool} stem max-pool"),
-        "finetune_input": f"{ft.spatial.crop_size}×{ft.spatial.crop_size}, {ft.clip_len} frames",
-        "pretrain_data": None
-        if is_scratch(config, exp)
-        else stage_config(config, "pretrain", exp)["dataset"]
-        + (" (labels)" if init_of(config, exp) == SUPERVISED else ""),
-    }
-
-
-def report_spec(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``sstl report`` needs: the table mapping, which experiments ran, their replicas (the
-    runs of an experiment with ``seeds``, folded into one cell), what each ran (``settings``),
-    and the config hash."""
-    ran = [e for e in config.get("run") or [] if e in (config.get("experiments") or {})]
-    return {
-        **dict(config.get("report") or {}),
-        "run": list(config.get("run") or []),
-        "replicas": {e: replicas(config, e) for e in ran if replicas(config, e) != [e]},
-        "settings": {e: report_settings(config, e) for e in ran},
-        "experiments": {
-            k: (v or {}).get("description", "") for k, v in config["experiments"].items()
-        },
-        # job sizes change where and how fast a job runs, not what the report shows
-        "config_hash": config_hash({k: v for k, v in config.items() if k != "resources"}),
-    }

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sstl.report.claims import check_claims, claims_md
 from sstl.report.paper import load_paper
 from sstl.report.provenance import column_note, config_line
 from sstl.report.runs import Runs, shown
@@ -111,6 +112,7 @@ def _title(name: str) -> str:
 
 def report_md(spec, tables, real, missing, provenance, runs: Runs) -> str:
     """The report page tying tables, figures, comparisons, protocol, contradictions, notes."""
+    claims = check_claims(spec, runs)
     paper = load_paper()
     git = provenance["git"]
     used = sorted(
@@ -148,6 +150,7 @@ def report_md(spec, tables, real, missing, provenance, runs: Runs) -> str:
     for name, df in tables.items():
         parts += [f"## {_title(name)}\n", f"_{READING[name]}_\n"]
         parts.append(to_markdown(df))
+    parts += ["## The paper's ablation claims on our runs\n", claims_md(claims)]
     parts.append("## Figures\n")
     for name in ("figure1", "figure2", "figure4", "figure5"):
         parts.append(f"### {_title(name)}\n")

@@ -215,3 +215,25 @@ def test_an_ablation_row_sharing_a_run_says_so(demo_runs, demo_spec):
     ]
     plain = build_tables(demo_spec, demo_runs, PROVENANCE)["table4"]
     assert not [f for f in plain.attrs["footnotes"] if "row2" in f]
+
+
+def test_replicas_give_the_mean_and_a_t_interval(tmp_path, make_demo_runs, write_finetune,
+                                                 demo_spec):  # fmt: skip
+    from sstl.report.runs import Runs
+
+    runs = make_demo_runs(tmp_path / "runs")
+    for seed, top1 in enumerate((60.0, 64.0, 68.0)):
+        write_finetune(runs, f"sstl_seed{seed}", "synthetic", top1)
+    spec = {**demo_spec, "replicas": {"sstl": [f"sstl_seed{s}" for s in range(3)]}}
+    files = sorted(p for p in runs.glob("*/*/*/*") if p.is_file())
+    tables = build_tables(spec, Runs(files, runs), PROVENANCE)
+    sstl = row(tables["table1"], "SSTL")
+    assert sstl["UCF101 ours"] == pytest.approx(64.0)  # not the single run `sstl` (62.5)
+    assert sstl["UCF101 ours ±95%"] == pytest.approx(4.3027 * 4 / 3**0.5, abs=1e-2)
+    assert row(tables["table1"], "Scratch")["UCF101 ours ±95%"] is None  # one run
+    assert "UCF101 ours ±95%" not in tables["table2"]  # no replicated run in it
+    # a missing replica makes the cell "not run", never a mean of the others
+    (runs / "finetune/sstl_seed1/synthetic/metrics.json").unlink()
+    files = sorted(p for p in runs.glob("*/*/*/*") if p.is_file())
+    t1 = build_tables(spec, Runs(files, runs), PROVENANCE)["table1"]
+    assert_not_run(row(t1, "SSTL")["UCF101 ours"], "sstl_seed1")

@@ -359,3 +359,27 @@ def test_no_pretraining_is_run_twice(configs):
             key = P.cli_json(job)
             assert key not in seen, f"{exp} repeats the pretraining of {seen.get(key)}"
             seen[key] = exp
+
+
+def test_the_ablations_config_runs_every_row_and_cell_with_three_seeds(configs, repo_dir):
+    from snakemake.utils import update_config
+
+    from sstl.report.paper import load_paper
+
+    cfg = configs["config"]  # what Snakemake merges config/ablations.yaml over
+    update_config(cfg, yaml.safe_load((repo_dir / "config/ablations.yaml").read_text()))
+    P.validate(cfg, check_paths=False)
+    paper, report = load_paper(), cfg["report"]
+    for table in ("table4", "table5"):
+        assert set(report[table]) == set(paper[table]["reproducible"]), table
+    cells = report["figure4"]["experiments"].values()
+    assert len({(c["batch"], c["dim"]) for c in cells}) == 9
+    used = {*report["table4"].values(), *report["table5"].values(), *(c["exp"] for c in cells)}
+    assert used <= set(cfg["run"])
+    for exp in used:
+        assert len(P.replicas(cfg, exp)) >= 3, exp
+    assert len(P.run_experiments(cfg)) == 3 * len(used) == 57
+    # the scaled grid: batch a quarter / half / all of the demo's, lr linear in the batch
+    jobs = [P.stage_config(cfg, "pretrain", f"{c['exp']}_seed0") for c in cells]
+    assert {j["optim"]["batch_size"] for j in jobs} == {8, 16, 32}
+    assert {j["optim"]["ref_batch"] for j in jobs} == {cfg["pretrain"]["optim"]["ref_batch"]}
