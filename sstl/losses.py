@@ -32,8 +32,6 @@ def info_nce(
     applies the indicator ``1[k != i]`` only to the ``h_{k,x}`` term, so its ``h_{k,y}`` sum
     includes the positive too: both readings agree.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature = {temperature} is not allowed: a number > 0")
     b = h_x.shape[0]
     z = F.normalize(torch.cat([h_x, h_y]).float(), dim=1)  # (2B, D) views x then y
     logits = z @ z.T / temperature  # (2B, 2B)

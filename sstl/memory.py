@@ -57,12 +57,6 @@ class TemporalMemoryBank(nn.Module):
                 f"memory bank shape ({num_videos}, {num_slots}, {dim}) is not allowed: "
                 "videos, slots and dim must all be >= 1"
             )
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"memory.momentum = {momentum} is not allowed: a number in [0, 1]")
-        if not 0.0 < attenuation < 1.0:
-            raise ValueError(f"memory.attenuation = {attenuation} is not allowed: in (0, 1)")
-        if rule not in ("text", "literal"):
-            raise ValueError(f"memory.rule = {rule!r} is not allowed: 'text' or 'literal'")
         self.num_slots, self.momentum, self.attenuation = num_slots, momentum, attenuation
         self.rule, self.neighbour_update = rule, neighbour_update
         # Seeded so every DDP rank starts from the same bank without a broadcast.
@@ -135,8 +129,6 @@ class TemporalMemoryBank(nn.Module):
         Cells are drawn without replacement from every slot of every video outside
         ``exclude_idx``; ``k == 0`` gives an empty ``[0, D]`` tensor.
         """
-        if k < 0:
-            raise ValueError(f"memory.negatives = {k} is not allowed: an integer >= 0")
         n, slots, dim = self.memory.shape
         allowed = torch.ones(n, dtype=torch.bool, device=self.memory.device)
         allowed[exclude_idx.to(self.memory.device).long()] = False

@@ -89,7 +89,7 @@ def validate_schema(config: Mapping[str, Any], schema_path: Path = SCHEMA) -> No
             named = "propertyNames" in err.schema_path
             what = f"{where}: the name" if named else f"{where} ="
             lines.append(f"{what} {err.instance!r} is not allowed: {err.schema['description']}")
-        elif err.validator == "enum" and "description" in err.schema:  # a retired form
+        elif err.validator in ("enum", "type") and "description" in err.schema:  # a retired form
             lines.append(f"{where} = {err.instance!r}: {err.message} ({err.schema['description']})")
         elif err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
@@ -193,13 +193,16 @@ def validate(
     except slurm_job.SlurmJobError as err:
         raise PipelineConfigError(str(err)) from None
     validate_runs(config)
-    C.load_section(C.EvalConfig, config.get("evaluate"), "evaluate")
+    try:
+        C.load_section(C.EvalConfig, config.get("evaluate"), "evaluate")
+        C.load_section(C.StoreConfig, config.get("store"), "store")
+        if "synthetic" in used_datasets(config):
+            C.load_section(C.SyntheticConfig, config.get("synthetic"), "synthetic")
+        datasets = {name: dataset_config(config, name) for name in used_datasets(config)}
+    except C.ConfigError as err:
+        raise PipelineConfigError(str(err)) from None
     validate_report(config)
-    C.load_section(C.StoreConfig, config.get("store"), "store")
-    if "synthetic" in used_datasets(config):
-        C.load_section(C.SyntheticConfig, config.get("synthetic"), "synthetic")
-    for name in used_datasets(config):
-        ds = dataset_config(config, name)
+    for name, ds in datasets.items():
         if name == "synthetic" and ds.source != "generate":
             raise PipelineConfigError("datasets.synthetic.source must be 'generate'")
         if check_paths and ds.source == "local" and not Path(ds.local_path).is_dir():

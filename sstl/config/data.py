@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sstl.config.loader import check
+from sstl.config.loader import at_least, check
 
 
 @dataclass
@@ -62,6 +62,7 @@ class StoreConfig:
         check(self.codec in ("h264", "jpeg"), "codec", self.codec, "'h264' or 'jpeg'")
         check(self.gop >= 1, "gop", self.gop, "an integer >= 1")
         check(0 <= self.crf <= 51, "crf", self.crf, "an integer in [0, 51]")
+        check(1 <= self.jpeg_quality <= 100, "jpeg_quality", self.jpeg_quality, "in [1, 100]")
 
 
 @dataclass
@@ -78,6 +79,7 @@ class SyntheticConfig:
         check(self.classes >= 2, "classes", self.classes, "an integer >= 2")
         check(self.train_per_class >= 1, "train_per_class", self.train_per_class, ">= 1")
         check(self.test_per_class >= 1, "test_per_class", self.test_per_class, ">= 1")
+        at_least(self, 1, "fps")
         check(self.frames >= 16, "frames", self.frames, "an integer >= 16")
         check(
             self.size >= 16 and self.size % 2 == 0, "size", self.size, "an even integer >= 16"

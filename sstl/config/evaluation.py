@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sstl.config.loader import check
+from sstl.config.loader import at_least, check
 
 
 @dataclass
@@ -16,6 +16,11 @@ class EvalConfig:
     batch_size: int = 16  # videos per batch
     workers: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "clips", "clip_len", "batch_size")
+        at_least(self, 8, "crop_size")
+        at_least(self, 0, "workers")
 
 
 @dataclass
@@ -39,7 +44,9 @@ class AnalysisConfig:
         self.strengths = tuple(self.strengths)
         check(self.videos >= 2, "videos", self.videos, "an integer >= 2")
         check(self.clips_per_video >= 2, "clips_per_video", self.clips_per_video, ">= 2")
-        check(min(self.strengths, default=0) >= 0, "strengths", self.strengths, "integers >= 0")
+        at_least(self, 0, "strengths", "workers")
+        at_least(self, 1, "clip_len", "batch_size")
+        at_least(self, 8, "crop_size")
 
 
 @dataclass
@@ -58,5 +65,7 @@ class RetrievalConfig:
 
     def __post_init__(self) -> None:
         self.ks = tuple(self.ks)
-        check(self.clips >= 1, "clips", self.clips, "an integer >= 1")
-        check(all(k >= 1 for k in self.ks), "ks", self.ks, "integers >= 1")
+        at_least(self, 1, "clips", "clip_len", "ks", "batch_size")
+        check(len(self.ks) >= 1, "ks", self.ks, "at least one k")
+        at_least(self, 8, "crop_size")
+        at_least(self, 0, "workers")

@@ -2,7 +2,8 @@
 
 :func:`load_section` rejects unknown keys and bad values with a message naming the key, the value
 and what is allowed; :func:`check` is the one-line form of that message the sections'
-``__post_init__`` use.
+``__post_init__`` use and :func:`at_least` the usual lower bound. These are the only range
+checks: the schema holds the shape, the constructors trust their config.
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ def check(cond: bool, key: str, value: Any, allowed: str) -> None:
     """Raise ConfigError ``key = value is not allowed: allowed`` unless ``cond``."""
     if not cond:
         raise ConfigError(f"{key} = {value!r} is not allowed: {allowed}")
+
+
+def at_least(section: Any, minimum: float, *names: str) -> None:
+    """``check`` that each named field of ``section`` is ``>= minimum`` (numbers, or each item of a
+    tuple of numbers)."""
+    for name in names:
+        value = getattr(section, name)
+        items = value if isinstance(value, tuple) else (value,)
+        kind = "an integer" if all(isinstance(v, int) for v in items) else "a number"
+        kind = f"{kind}s, each" if isinstance(value, tuple) else kind
+        check(all(v >= minimum for v in items), name, value, f"{kind} >= {minimum}")
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

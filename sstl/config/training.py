@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sstl.config.loader import check
+from sstl.config.loader import at_least, check
 
 
 @dataclass
@@ -19,8 +19,8 @@ class TemporalConfig:
 
     def __post_init__(self) -> None:
         self.rate_range = tuple(self.rate_range)
-        check(self.clip_len >= 1, "clip_len", self.clip_len, "an integer >= 1")
-        check(self.buffer >= 0, "buffer", self.buffer, "an integer >= 0")
+        at_least(self, 1, "clip_len")
+        at_least(self, 0, "buffer")
         check(
             0 <= self.n_drop <= self.buffer,
             "n_drop",
@@ -67,11 +67,15 @@ class SpatialConfig:
             tuple(self.ratio),
             tuple(self.blur_sigma),
         )
-        check(self.crop_size >= 8, "crop_size", self.crop_size, "an integer >= 8")
+        at_least(self, 8, "crop_size")
+        at_least(self, 0, "brightness", "contrast", "saturation")
         for name in ("jitter_prob", "grayscale_prob", "blur_prob", "flip_prob"):
             v = getattr(self, name)
             check(0.0 <= v <= 1.0, name, v, "a probability in [0, 1]")
         check(0 < self.scale[0] <= self.scale[1] <= 1, "scale", self.scale, "0<lo<=hi<=1")
+        check(0 < self.ratio[0] <= self.ratio[1], "ratio", self.ratio, "0 < low <= high")
+        lo, hi = self.blur_sigma
+        check(0 < lo <= hi, "blur_sigma", self.blur_sigma, "0 < low <= high")
         check(0 <= self.hue <= 0.5, "hue", self.hue, "a number in [0, 0.5]")
 
 
@@ -96,8 +100,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check(self.arch in ("r3d_18", "r3d_tiny"), "arch", self.arch, "r3d_18 | r3d_tiny")
-        check(self.width >= 4, "width", self.width, "an integer >= 4")
-        check(self.proj_dim >= 1, "proj_dim", self.proj_dim, "an integer >= 1")
+        at_least(self, 4, "width")
+        at_least(self, 1, "proj_hidden", "proj_dim")
 
 
 @dataclass
@@ -112,11 +116,11 @@ class MemoryConfig:
     video_loss: bool = True  # clip-to-video loss against the memory row
 
     def __post_init__(self) -> None:
-        check(self.slots >= 1, "slots", self.slots, "an integer >= 1")
+        at_least(self, 1, "slots")
         check(0.0 <= self.momentum <= 1.0, "momentum", self.momentum, "a number in [0, 1]")
         check(0.0 < self.attenuation < 1.0, "attenuation", self.attenuation, "a number in (0, 1)")
         check(self.rule in ("text", "literal"), "rule", self.rule, "'text' or 'literal'")
-        check(self.negatives >= 0, "negatives", self.negatives, "an integer >= 0")
+        at_least(self, 0, "negatives")
 
 
 @dataclass
@@ -128,8 +132,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         check(self.temperature > 0, "temperature", self.temperature, "a number > 0")
-        for name in ("w_ctr", "w_spd", "w_video"):
-            check(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
+        at_least(self, 0, "w_ctr", "w_spd", "w_video")
 
 
 @dataclass
@@ -147,12 +150,11 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         self.milestones = tuple(self.milestones)
-        check(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
-        check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        at_least(self, 1, "epochs", "batch_size", "ref_batch", "milestones")
+        at_least(self, 0, "weight_decay", "warmup_epochs")
+        check(self.gamma > 0, "gamma", self.gamma, "a number > 0")
         check(self.lr > 0, "lr", self.lr, "a number > 0")
-        check(self.ref_batch >= 1, "ref_batch", self.ref_batch, "an integer >= 1")
         check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
-        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
         check(
             self.schedule in ("cosine", "multistep"), "schedule", self.schedule, "cosine|multistep"
         )
@@ -175,11 +177,15 @@ class RunConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms + fixed worker seeds
     max_steps: int = 0  # stop after this many steps in total (0 = no limit; for tests and benches)
 
+    def __post_init__(self) -> None:
+        at_least(self, 0, "workers", "max_steps")
+        at_least(self, 1, "save_every", "log_every")
+
 
 @dataclass
 class PretrainConfig:
     dataset: str = "synthetic"
-    split: str = "train"
+    split: Literal["train"] = "train"  # the official training part (the test part is held out)
     model: ModelConfig = field(default_factory=ModelConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     spatial: SpatialConfig = field(default_factory=SpatialConfig)
@@ -209,3 +215,7 @@ class FinetuneConfig:
     run: RunConfig = field(default_factory=RunConfig)
     dropout: float = 0.5
     val_every: int = 1  # epochs between validations
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "clip_len", "val_every")
+        check(0 <= self.dropout < 1, "dropout", self.dropout, "a probability in [0, 1)")

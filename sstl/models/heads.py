@@ -44,6 +44,4 @@ class Classifier(nn.Sequential):
     def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.5) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes = {num_classes} is not allowed: an integer >= 1")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout = {dropout} is not allowed: a probability in [0, 1)")
         super().__init__(nn.Dropout(dropout), nn.Linear(in_dim, num_classes))
