@@ -31,8 +31,14 @@ def test_tiny_pipeline_produces_every_output(tiny_run):
     assert "not run" in table2  # SSTL w/o temp is not in the tiny config: shown, never a number
     report = (tiny_run / "results/report.md").read_text()
     assert "Table 1" in report and "figure1.png" in report
+    # the supervised reference: trained with labels, analysed on its backbone, in Figures 1-2
+    assert (tiny_run / "runs/supervised/supervised/weights.pt").is_file()
+    sim = json.loads((tiny_run / "runs/analysis/supervised/synthetic/similarity.json").read_text())
+    assert sim["config"]["analysis"]["layer"] == "backbone"
+    assert "supervised: not run" not in report
     # every job wrote a log
-    for log in ("logs/synthetic.log", "logs/pretrain/sstl.log", "logs/report.log"):
+    for log in ("logs/synthetic.log", "logs/pretrain/sstl.log", "logs/supervise/supervised.log",
+                "logs/report.log"):  # fmt: skip
         assert (tiny_run / log).stat().st_size > 0, log
 
 
