@@ -383,3 +383,9 @@ def test_the_ablations_config_runs_every_row_and_cell_with_three_seeds(configs, 
     jobs = [P.stage_config(cfg, "pretrain", f"{c['exp']}_seed0") for c in cells]
     assert {j["optim"]["batch_size"] for j in jobs} == {8, 16, 32}
     assert {j["optim"]["ref_batch"] for j in jobs} == {cfg["pretrain"]["optim"]["ref_batch"]}
+
+
+def test_the_schema_allows_exactly_the_inits_the_pipeline_knows():
+    schema = yaml.safe_load(P.SCHEMA.read_text())
+    init = schema["properties"]["experiments"]["additionalProperties"]["properties"]["init"]
+    assert tuple(init["enum"]) == P.INITS == ("pretrained", "scratch", "supervised")
