@@ -18,7 +18,7 @@ def tiny_ablations() -> dict:
     """config/ablations.yaml cut to a few rows, 2 seeds, on the tiny config's sizes."""
     cfg = yaml.safe_load((REPO / "config/ablations.yaml").read_text())
     for name in ("pretrain", "finetune", "retrieval", "analysis"):
-        cfg.pop(name)  # the tiny config's sizes
+        cfg.pop(name, None)  # the tiny config's sizes
     cfg["experiments"] = {e: {**cfg["experiments"][e], "seeds": [0, 1]} for e in ROWS}
     # the tiny window is 8 + 4 frames: the rows keep their meaning at that scale
     cfg["experiments"]["t4_r4"]["pretrain"]["temporal"] = {"buffer": 4, "n_drop": 2}
