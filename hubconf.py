@@ -56,7 +56,7 @@ def sstl_r3d18(weights: str | Path | None = None, **model: Any) -> Any:
     Returns an ``SSTLModel``: ``[B, 3, T, H, W]`` -> ``{"feat": [B, 512], "proj": [B, proj_dim],
     "rate": [B] or None}``. ``weights``: a pretrained weights file (its settings are used);
     without it, a random model; ``**model``: settings of the config's ``pretrain.model``
-    section for the random model (``proj_dim=128``, ``stem_pool=True``, ...).
+    section for the random model (``proj_dim=128``, ``stem_pool="spacetime"``, ...).
     """
     return _encoder("r3d_18", weights, model)
 

@@ -14,7 +14,11 @@ from sstl.config.loader import ConfigError
 from sstl.runtime import UserError, catch_stop_signals
 
 EXIT_CONFIG = 2  # a setting is wrong: the message names it, its value and what is allowed
-TRAINING = ("pretrain", "finetune")  # commands that save and exit 75 on SIGTERM / SIGUSR1
+TRAINING = (
+    "pretrain",
+    "supervise",
+    "finetune",
+)  # commands that save and exit 75 on SIGTERM / SIGUSR1
 
 # command -> ("module:function", one-line help). The function takes argv and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "merge shard manifests into the dataset manifest",
     ),
     "pretrain": ("sstl.train.pretrain:cli", "SSTL self-supervised pretraining"),
+    "supervise": ("sstl.train.supervised:cli", "train the backbone with labels (Figures 1, 2)"),
     "finetune": ("sstl.train.finetune:cli", "fine-tune a pretrained (or scratch) backbone"),
     "evaluate": ("sstl.eval.classify:cli", "5-clip video-level action recognition accuracy"),
     "retrieve": ("sstl.eval.retrieve:cli", "nearest-neighbour clip retrieval top-k"),

@@ -82,5 +82,5 @@ def plots(stages: dict[str, dict[str, Any]]) -> list[Any]:
                     }
                 }
             )
-    found += [path for rule in ("pretrain", "finetune") for path in files(rule, IMAGE)]
+    found += [path for rule in ("pretrain", "supervise", "finetune") for path in files(rule, IMAGE)]
     return found

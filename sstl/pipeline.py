@@ -1,14 +1,15 @@
-"""The pipeline's view of the config: validation, per-experiment resolution, targets, resources.
+"""The pipeline's view of the config: validation, DVC params, targets, resources, report spec.
 
 The Snakefile imports this module (through ``workflow/rules/common.smk``) so the logic that turns
-``config/*.yaml`` into jobs is plain, tested Python rather than code inside rule files. Every rule's
-``params:`` is built from :func:`stage_config`, and the same table (:data:`SOURCES`) tells
-``sstl dvc`` which leaf config keys each DVC stage depends on: one definition, two readers.
+``config/*.yaml`` into jobs is plain, tested Python rather than code inside rule files. What one
+experiment runs (its overrides, kind, replicas and each stage's ``--cfg``) is
+:mod:`sstl.experiments`, re-exported here for the rules; its table of sources
+(:data:`~sstl.experiments.SOURCES`) also tells ``sstl dvc`` which leaf config keys each DVC stage
+depends on: one definition, two readers.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import shlex
 from collections.abc import Mapping
@@ -20,35 +21,51 @@ import yaml
 from sstl import config as C
 from sstl import slurm_job
 from sstl.data.splits import official_dir
-from sstl.files import config_hash
+from sstl.experiments import (  # re-exported: the rules and tests read them from here
+    EXPERIMENT_KEYS,
+    INITS,
+    PRETRAINED,
+    SEEDED,
+    SOURCES,
+    SUPERVISED,
+    PipelineConfigError,
+    base_of,
+    deep_merge,
+    experiment,
+    init_of,
+    is_scratch,
+    replicas,
+    run_experiments,
+    stage_config,
+    validate_runs,
+    weights_of,
+)
+from sstl.experiments import get as _get
+from sstl.experiments import source as _source
+from sstl.workflow_report import REPORT_SETTINGS, report_settings, report_spec, validate_report
+
+__all__ = [
+    "EXPERIMENT_KEYS",
+    "INITS",
+    "PRETRAINED",
+    "SEEDED",
+    "SOURCES",
+    "SUPERVISED",
+    "PipelineConfigError",
+    "base_of",
+    "deep_merge",
+    "experiment",
+    "init_of",
+    "is_scratch",
+    "replicas",
+    "report_settings",
+    "report_spec",
+    "run_experiments",
+    "stage_config",
+    "weights_of",
+]  # fmt: skip
 
 SCHEMA = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-
-# Per-experiment stages and the typed job config each command reads its --cfg into.
-JOBS = {
-    "pretrain": C.PretrainConfig,
-    "finetune": C.FinetuneConfig,
-    "retrieve": C.RetrieveJob,
-    "analyse": C.AnalyseJob,
-}
-
-# Experiment override sections and what they override.
-EXPERIMENT_KEYS = {"init", "pretrain", "finetune", "retrieval", "analysis", "description"}
-
-
-class PipelineConfigError(ValueError):
-    """The config cannot run; the message names the key, the value and what is allowed."""
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``base`` updated recursively by ``override`` (mappings merge, everything else replaces)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in (override or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _path_str(path: Any) -> str:
@@ -72,6 +89,8 @@ def validate_schema(config: Mapping[str, Any], schema_path: Path = SCHEMA) -> No
             named = "propertyNames" in err.schema_path
             what = f"{where}: the name" if named else f"{where} ="
             lines.append(f"{what} {err.instance!r} is not allowed: {err.schema['description']}")
+        elif err.validator in ("enum", "type") and "description" in err.schema:  # a retired form
+            lines.append(f"{where} = {err.instance!r}: {err.message} ({err.schema['description']})")
         elif err.validator == "additionalProperties":
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             allowed = ", ".join(sorted(err.schema.get("properties", {})))
@@ -90,88 +109,6 @@ def name_pattern(kind: str, schema_path: Path = SCHEMA) -> str:
     return schema["$defs"][kind]["pattern"].removeprefix("^").removesuffix("$")
 
 
-def experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The experiment's overrides (``init`` defaults to ``pretrained``)."""
-    exps = config.get("experiments", {})
-    if name not in exps:
-        raise PipelineConfigError(
-            f"experiment {name!r} is not defined; defined: {', '.join(sorted(exps))}"
-        )
-    exp = dict(exps[name] or {})
-    exp.setdefault("init", "pretrained")
-    return exp
-
-
-def is_scratch(config: Mapping[str, Any], name: str) -> bool:
-    return experiment(config, name)["init"] == C.SCRATCH
-
-
-# stage -> where each part of its ``--cfg`` comes from: (key in the job config, or None for the
-# whole section; the config section; keys of it the stage does not read). Sections an experiment
-# may override (EXPERIMENT_KEYS) are merged with ``experiments.<exp>.<section>``. One table, two
-# readers: :func:`stage_config` builds the job config from it and :func:`param_keys` tells DVC
-# which leaf keys each stage depends on.
-SOURCES: dict[str, list[tuple[str | None, str, tuple[str, ...]]]] = {
-    "synthetic": [(None, "synthetic", ())],
-    "extract": [("store", "store", ())],
-    "pretrain": [(None, "pretrain", ())],
-    "finetune": [(None, "finetune", ("datasets",)), ("model", "pretrain.model", ())],
-    "evaluate": [(None, "evaluate", ())],
-    "retrieve": [("retrieval", "retrieval", ("datasets",)), ("model", "pretrain.model", ())],
-    "analyse": [
-        ("analysis", "analysis", ("dataset",)),
-        ("model", "pretrain.model", ()),
-        ("rate_range", "pretrain.temporal.rate_range", ()),
-    ],
-}
-# stage -> where the global ``seed`` goes when the stage's own section does not set it
-SEEDED = {"pretrain": ("run", "seed"), "finetune": ("run", "seed"), "retrieve": ("seed",),
-          "analyse": ("seed",)}  # fmt: skip
-
-
-def _get(config: Mapping[str, Any], path: str) -> Any:
-    node: Any = config
-    for key in path.split("."):
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return node
-
-
-def _source(config: Mapping[str, Any], exp: str | None, path: str) -> dict[str, Any]:
-    """``config[path]`` merged with ``experiments.<exp>.<path>`` (when the section is one an
-    experiment may override)."""
-    value = _get(config, path)
-    override = _get(experiment(config, exp), path) if exp is not None else None
-    if path.split(".")[0] not in EXPERIMENT_KEYS:
-        override = None
-    if not isinstance(value, Mapping) and not isinstance(override, Mapping):  # a leaf setting
-        return copy.deepcopy(override if override is not None else value)
-    return deep_merge(dict(value or {}), override)
-
-
-def stage_config(config: Mapping[str, Any], stage: str, exp: str | None = None) -> dict[str, Any]:
-    """The JSON a rule hands to ``sstl <stage> --cfg``: only the keys that stage reads."""
-    if stage not in SOURCES:
-        raise KeyError(stage)
-    job: dict[str, Any] = {}
-    for key, path, left_out in SOURCES[stage]:
-        part = _source(config, exp, path)
-        if isinstance(part, dict):
-            part = {k: v for k, v in part.items() if k not in left_out}
-        if part is None:
-            continue  # not set: the job config's default applies
-        if key is None:
-            job.update(part)
-        else:
-            job.setdefault(key, part)  # a section of the stage's own wins (finetune.model)
-    if stage in SEEDED:
-        *outer, last = SEEDED[stage]
-        node = job
-        for key in outer:
-            node = node.setdefault(key, {})
-        node.setdefault(last, config.get("seed", 0))
-    return job
-
-
 def _leaves(node: Any, prefix: str) -> list[str]:
     if isinstance(node, Mapping) and node:
         return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}.{k}")]
@@ -182,6 +119,8 @@ def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str
     """The leaf config keys a job of ``rule`` reads (for DVC's ``params:``), so a change to one
     experiment's settings touches only that experiment's stages."""
     exp, dataset = wildcards.get("exp"), wildcards.get("dataset")
+    if exp is not None:
+        exp = base_of(config, exp)  # a replica reads its experiment's keys
     keys: list[str] = []
     for _, path, left_out in SOURCES.get(rule, []):
         paths = [path]
@@ -196,6 +135,8 @@ def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str
                 keys.append(p)
     if rule in SEEDED:
         keys.append("seed")
+        if exp is not None and _get(config, f"experiments.{exp}.seeds") is not None:
+            keys.append(f"experiments.{exp}.seeds")  # a replica's seed
     if rule == "fetch":
         keys += _leaves(_get(config, f"datasets.{dataset}"), f"datasets.{dataset}")
     if rule == "extract" and _get(config, f"datasets.{dataset}.split") is not None:
@@ -204,7 +145,7 @@ def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str
         keys += [*_leaves(config.get("report"), "report"), "run"]
         keys += [f"experiments.{e}.description" for e, v in config["experiments"].items()
                  if (v or {}).get("description")]  # fmt: skip
-        for exp in [None, *run_experiments(config)]:  # what report_settings reads
+        for exp in [None, *config.get("run", [])]:  # what report_settings reads
             base = "" if exp is None else f"experiments.{exp}."
             for path in REPORT_SETTINGS:
                 node = _get(config, base + path)
@@ -215,10 +156,6 @@ def param_keys(config: Mapping[str, Any], rule: str, wildcards: Mapping[str, str
 def cli_json(data: Mapping[str, Any]) -> str:
     """Shell-quoted compact JSON for ``--cfg`` (stable key order, so params compare equal)."""
     return shlex.quote(json.dumps(data, sort_keys=True, separators=(",", ":")))
-
-
-def run_experiments(config: Mapping[str, Any]) -> list[str]:
-    return list(config.get("run") or [])
 
 
 def dataset_config(config: Mapping[str, Any], name: str) -> C.DatasetConfig:
@@ -255,25 +192,7 @@ def validate(
             slurm_job.check_warning(rule, resources(config, rule))
     except slurm_job.SlurmJobError as err:
         raise PipelineConfigError(str(err)) from None
-    for name in run_experiments(config):
-        if name not in config.get("experiments", {}):
-            raise PipelineConfigError(
-                f"run: experiment {name!r} is not defined under experiments:; defined: "
-                f"{', '.join(sorted(config.get('experiments', {})))}"
-            )
-        unknown = set(experiment(config, name)) - EXPERIMENT_KEYS
-        if unknown:
-            raise PipelineConfigError(
-                f"unknown key experiments.{name}.{sorted(unknown)[0]}: allowed keys are "
-                f"{', '.join(sorted(EXPERIMENT_KEYS))}"
-            )
-        try:
-            for stage, job in JOBS.items():
-                if stage != "pretrain" or not is_scratch(config, name):
-                    where = stage if stage in ("pretrain", "finetune") else ""  # as in the file
-                    C.load_section(job, stage_config(config, stage, name), where)
-        except C.ConfigError as err:
-            raise PipelineConfigError(f"experiment {name!r}: {err}") from None
+    validate_runs(config)
     try:
         C.load_section(C.EvalConfig, config.get("evaluate"), "evaluate")
         C.load_section(C.StoreConfig, config.get("store"), "store")
@@ -282,7 +201,7 @@ def validate(
         datasets = {name: dataset_config(config, name) for name in used_datasets(config)}
     except C.ConfigError as err:
         raise PipelineConfigError(str(err)) from None
-    _validate_report(config)
+    validate_report(config)
     for name, ds in datasets.items():
         if name == "synthetic" and ds.source != "generate":
             raise PipelineConfigError("datasets.synthetic.source must be 'generate'")
@@ -330,30 +249,6 @@ def _file_name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _validate_report(config: Mapping[str, Any]) -> None:
-    """The report spec, checked now rather than by the last job after all the training."""
-    from sstl.report.spec import SpecError, validate_figures, validate_spec
-
-    try:
-        spec = validate_figures(validate_spec(report_spec(config)))
-    except SpecError as err:
-        raise PipelineConfigError(f"report: {err}") from None
-    defined = set(config.get("experiments") or {})
-    for section in ("table1", "table2", "table3", "table4", "table5", "figure1", "figure5"):
-        for cell, exp in (spec.get(section) or {}).items():
-            if cell != "dataset" and exp is not None and exp not in defined:
-                raise PipelineConfigError(
-                    f"report.{section}.{cell} = {exp!r} is not an experiment defined under "
-                    f"experiments:; defined: {', '.join(sorted(defined))}"
-                )
-    for label, bar in (spec["figure4"].get("experiments") or {}).items():
-        if bar.get("exp") is not None and bar["exp"] not in defined:
-            raise PipelineConfigError(
-                f"report.figure4.experiments.{label}.exp = {bar['exp']!r} is not an experiment "
-                f"defined under experiments:"
-            )
-
-
 def resources(config: Mapping[str, Any], rule: str) -> dict[str, Any]:
     """Job sizes of a rule: ``resources.default`` updated by ``resources.<rule>``."""
     res = deep_merge(
@@ -396,8 +291,10 @@ def curve_targets(config: Mapping[str, Any]) -> list[str]:
     never write them (a rerun resumes from its saved state and only writes the outputs)."""
     out = []
     for exp in run_experiments(config):
-        if not is_scratch(config, exp):
+        if init_of(config, exp) == PRETRAINED:
             out += [f"runs/pretrain/{exp}/{name}" for name in CURVE_FILES["pretrain"]]
+        if init_of(config, exp) == SUPERVISED:  # trained like a fine-tuning
+            out += [f"runs/supervised/{exp}/{name}" for name in CURVE_FILES["finetune"]]
         for ds in config.get("finetune", {}).get("datasets", []):
             out += [f"runs/finetune/{exp}/{ds}/{name}" for name in CURVE_FILES["finetune"]]
     return out
@@ -405,42 +302,3 @@ def curve_targets(config: Mapping[str, Any]) -> list[str]:
 
 def final_targets(config: Mapping[str, Any]) -> list[str]:
     return [*REPORT_OUTPUTS, *curve_targets(config)]
-
-
-# the config keys report_settings reads (per experiment, for DVC's params of the report)
-REPORT_SETTINGS = ("init", "pretrain.dataset", "pretrain.model", "finetune.model",
-                   "finetune.clip_len", "finetune.spatial.crop_size")  # fmt: skip
-
-
-def report_settings(config: Mapping[str, Any], exp: str) -> dict[str, Any]:
-    """What experiment ``exp`` ran, for the report's descriptive columns (backbone, fine-tuning
-    input size and clip length, pretraining data) beside the paper's."""
-    ft = C.load_section(C.FinetuneConfig, stage_config(config, "finetune", exp), "finetune")
-    m = ft.model
-    backbone = "R3D-18" if m.arch == "r3d_18" else f"{m.arch} (width {m.width})"
-    return {
-        "backbone": backbone + (", stem max-pool" if m.stem_pool else ""),
-        "finetune_input": f"{ft.spatial.crop_size}×{ft.spatial.crop_size}, {ft.clip_len} frames",
-        "pretrain_data": None
-        if is_scratch(config, exp)
-        else stage_config(config, "pretrain", exp)["dataset"],
-    }
-
-
-def report_spec(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``sstl report`` needs: the table mapping, which experiments ran, what each ran
-    (``settings``), and the config hash."""
-    return {
-        **dict(config.get("report") or {}),
-        "run": run_experiments(config),
-        "settings": {
-            e: report_settings(config, e)
-            for e in run_experiments(config)
-            if e in (config.get("experiments") or {})
-        },
-        "experiments": {
-            k: (v or {}).get("description", "") for k, v in config["experiments"].items()
-        },
-        # job sizes change where and how fast a job runs, not what the report shows
-        "config_hash": config_hash({k: v for k, v in config.items() if k != "resources"}),
-    }

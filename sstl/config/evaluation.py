@@ -32,6 +32,9 @@ class AnalysisConfig:
     clips_per_video: int = 8  # Figure 2: clips per video for intra/inter and distance curves
     clip_len: int = 16
     crop_size: int = 112
+    # the features compared: the projection (SSTL's contrastive space) or the pooled backbone
+    # feature (a supervised model's, whose projection head is never trained)
+    layer: Literal["projection", "backbone"] = "projection"
     seed: int = 0
     batch_size: int = 8  # videos per forward (Figure 1: 2 views each; Figure 2: K clips each)
     workers: int = 2  # DataLoader processes decoding the store

@@ -112,7 +112,13 @@ def load_section(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "
             and f.default_factory is not dataclasses.MISSING
         ):
             v = {**_shallow_fields(f.default_factory()), **v}
-        kwargs[k] = _convert(hints[k], v, f"{prefix}{k}")
+        try:
+            kwargs[k] = _convert(hints[k], v, f"{prefix}{k}")
+        except ConfigError as err:
+            hint = f.metadata.get("hint")  # a retired form of the key: say what replaces it
+            if hint is None:
+                raise
+            raise ConfigError(f"{err} ({hint})") from None
     try:
         return cls(**kwargs)
     except ConfigError as err:

@@ -1,7 +1,8 @@
 """``sstl analyse``: clip-feature similarity statistics behind Figures 1 and 2.
 
-Features come from a model here (projection output, :func:`sstl.models.features.extract_features`,
-centre crop); the statistics on them are pure functions in :mod:`sstl.eval.similarity_stats`.
+Features come from a model here (``analysis.layer``: the projection output, or the backbone
+feature for a supervised model; :func:`sstl.models.features.extract_features`, centre crop);
+the statistics on them are pure functions in :mod:`sstl.eval.similarity_stats`.
 ``--cfg`` is a :class:`~sstl.config.AnalyseJob`.
 
 - Figure 1: for each strength ``e`` in ``analysis.strengths``, one window of ``clip_len + e``
@@ -71,7 +72,7 @@ def analyse(job: AnalyseJob, manifest_path: str | Path, store: str | Path, weigh
     videos = select_videos(load_manifest(manifest_path), a.videos, a.seed)
 
     def features(loader: Any) -> np.ndarray:  # [V, clips or views, D]
-        return extract_features(model, loader, "projection", device, a.crop_size)[0].numpy()
+        return extract_features(model, loader, a.layer, device, a.crop_size)[0].numpy()
 
     sims = {}
     for e in a.strengths:

@@ -16,9 +16,11 @@ from torchvision.models.video.resnet import BasicBlock, Conv3DSimple
 from sstl.config import ModelConfig
 
 
-def stem_pool() -> nn.MaxPool3d:
-    """Paper Sec 4.2: max pooling with spatial stride 2 after the first convolution layer."""
-    return nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+def stem_pool(mode: str) -> nn.MaxPool3d:
+    """Paper Sec 4.2: max pooling with stride 2 after the first convolution layer, over space
+    (``space``: 4x fewer activations) or over time and space (``spacetime``: 8x)."""
+    kt, st = (3, 2) if mode == "spacetime" else (1, 1)
+    return nn.MaxPool3d(kernel_size=(kt, 3, 3), stride=(st, 2, 2), padding=(kt // 2, 1, 1))
 
 
 def _stage(inplanes: int, planes: int, stride: int) -> nn.Sequential:
@@ -89,8 +91,8 @@ def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, int]:
         dim = 8 * cfg.width
     else:
         raise ValueError(f"model.arch = {cfg.arch!r} is not known: use 'r3d_18' or 'r3d_tiny'")
-    if cfg.stem_pool:
-        model.stem.append(stem_pool())  # parameter-free: state dict keys are unchanged
+    if cfg.stem_pool != "none":
+        model.stem.append(stem_pool(cfg.stem_pool))  # parameter-free: state dict keys are unchanged
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     return model, dim

@@ -130,6 +130,18 @@ def build_finetuner(
     return model, sha256_file(init)
 
 
+def save_supervised(path: str | Path, finetuned: str | Path, seed: int) -> None:
+    """A pretrained weights file from a model trained with labels (``sstl supervise``): its
+    backbone, and heads at a random init seeded with ``seed`` (no loss ever trained them), so
+    every downstream stage reads it as it reads an SSTL pretraining."""
+    trained, classes, meta = load_finetuned(finetuned)
+    torch.manual_seed(seed)
+    model = SSTLModel(trained.cfg)
+    model.backbone.load_state_dict(trained.backbone.state_dict())
+    meta = {**meta, "supervised": {"classes": classes, "finetuned_sha256": sha256_file(finetuned)}}
+    save_pretrained(path, model, {"model": dataclasses.asdict(trained.cfg)}, meta)
+
+
 def save_finetuned(
     path: str | Path, model: nn.Module, classes: list[str], cfg_dict: dict[str, Any], meta: dict
 ) -> None:

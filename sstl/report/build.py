@@ -27,13 +27,16 @@ cell. The workflow builds it from the config's ``report:`` section (``sstl.pipel
     table4: {row1: exp_or_null, ..., row7: ...}  # Table 4's rows top to bottom
     table5: {row1: ..., ..., row5: ...}          # Table 5's rows top to bottom
     figure1: {sstl: sstl, sstl_wo_temp: sstl_no_temp, random: scratch, dataset: synthetic}
-        # label -> experiment for Figures 1 and 2 (label sstl / sstl_wo_temp / random print as
-        # "SSTL", "SSTL (w/o temp)", "Random init"); dataset defaults to datasets.ucf101
+        # label -> experiment for Figures 1 and 2 (label sstl / sstl_wo_temp / random /
+        # supervised print as "SSTL", "SSTL (w/o temp)", "Random init", "Supervised"); dataset
+        # defaults to datasets.ucf101
     figure4: {experiments: {bs64_d128: {batch: 64, dim: 128, exp: name_or_null}, ...},
               dataset: synthetic}                # dataset defaults to datasets.ucf101
     figure5: {with_temp: sstl, without_temp: sstl_no_temp, dataset: synthetic}
     experiments: {name: description} or [names]  # optional: experiments the config defines
     run: [names]                                 # optional: experiments the config runs
+    replicas: {name: [name_seed0, name_seed1, ...]}  # optional: the runs of an experiment with
+        # seeds; its cells give the mean and a 95% t-interval, its figures the first seed's run
     settings: {name: {backbone: "R3D-18", finetune_input: "112×112, 16 frames",
                       pretrain_data: kinetics400}}  # optional: what each experiment ran, shown
         # in our rows' descriptive columns beside the paper's (sstl.pipeline.report_settings)
@@ -58,7 +61,7 @@ from sstl.files import write_json
 from sstl.report import figures
 from sstl.report.page import report_md
 from sstl.report.provenance import provenance_of
-from sstl.report.runs import Runs, learning_is_real, read_metric, shown, summary
+from sstl.report.runs import Runs, learning_is_real, read_metric, replicas, shown, summary
 from sstl.report.spec import SpecError, load_spec, validate_figures, validate_spec
 from sstl.report.tables import build_tables
 from sstl.report.writers import write_tables
@@ -66,7 +69,8 @@ from sstl.runtime import command_parser, log_startup, setup_logging
 
 log = logging.getLogger(__name__)
 
-FIG1_LABELS = {"sstl": "SSTL", "sstl_wo_temp": "SSTL (w/o temp)", "random": "Random init"}
+FIG1_LABELS = {"sstl": "SSTL", "sstl_wo_temp": "SSTL (w/o temp)", "random": "Random init",
+               "supervised": "Supervised"}  # fmt: skip
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -82,7 +86,8 @@ def make_figures(spec: dict, runs: Runs, out: Path) -> dict[str, list[str]]:
     for key, exp in fig1.items():
         if key == "dataset":
             continue
-        path = runs / "analysis" / str(exp) / ds1 / "similarity.json"
+        # an experiment with replicas: its first seed's run (a figure shows one model)
+        path = runs / "analysis" / str(exp and replicas(spec, exp)[0]) / ds1 / "similarity.json"
         sims[FIG1_LABELS.get(key, key)] = _json(path) if exp and runs.has(path) else None
         if sims[FIG1_LABELS.get(key, key)] is None:
             why = f"{shown(path, runs)} missing" if exp else "no experiment assigned"
@@ -100,7 +105,8 @@ def make_figures(spec: dict, runs: Runs, out: Path) -> dict[str, list[str]]:
     fig5, tables = spec["figure5"], []
     for key in ("with_temp", "without_temp"):
         exp, ds = fig5.get(key), fig5["dataset"]
-        path = runs / "finetune" / str(exp) / str(ds) / "per_class.csv"
+        run = exp and replicas(spec, exp)[0]
+        path = runs / "finetune" / str(run) / str(ds) / "per_class.csv"
         ok = exp is not None and ds is not None and runs.has(path)
         tables.append(pd.read_csv(path) if ok else None)
         if not ok:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sstl.report.claims import check_claims, claims_md
 from sstl.report.paper import load_paper
 from sstl.report.provenance import column_note, config_line
 from sstl.report.runs import Runs, shown
@@ -33,20 +34,27 @@ CAPTIONS = {
 }
 
 
+def _cell(m: dict[str, Any]) -> str:
+    """A top-1 cell: the value, or the mean ± 95% t-interval and the seeds' values."""
+    if m["top1"] is None:
+        return m["why"]
+    if m.get("ci95") is None:
+        return f"{m['top1']:.1f}"
+    seeds = ", ".join(f"{v:.1f}" for v in m["seeds"])
+    return f"{m['top1']:.1f} ± {m['ci95']:.1f} (seeds: {seeds})"
+
+
 def _real_md(real: dict[str, Any]) -> str:
     lines = ["| model | experiment | retrieval top-1 | fine-tune top-1 |", "|---|---|---|---|"]
     for label, row in real["models"].items():
-        cells = [
-            f"{row[k]['top1']:.1f}" if row[k]["top1"] is not None else row[k]["why"]
-            for k in ("retrieval", "finetune")
-        ]
+        cells = [_cell(row[k]) for k in ("retrieval", "finetune")]
         lines.append(f"| {label} | {row['experiment'] or '-'} | {cells[0]} | {cells[1]} |")
     lines.append("")
     for name, m in real["margins"].items():
         verdict = "above" if m["margin"] - m["ci95"] > 0 else "not clearly above"
         lines.append(
-            f"- {name}: {m['margin']:+.1f} points ± {m['ci95']:.1f} (95% binomial interval over "
-            f"test videos): SSTL is {verdict} it."
+            f"- {name}: {m['margin']:+.1f} points ± {m['ci95']:.1f} (95% {m['how']}): SSTL is "
+            f"{verdict} it."
         )
     if not real["margins"]:
         lines.append("- No margin can be computed: the runs above are missing.")
@@ -104,6 +112,7 @@ def _title(name: str) -> str:
 
 def report_md(spec, tables, real, missing, provenance, runs: Runs) -> str:
     """The report page tying tables, figures, comparisons, protocol, contradictions, notes."""
+    claims = check_claims(spec, runs)
     paper = load_paper()
     git = provenance["git"]
     used = sorted(
@@ -141,6 +150,7 @@ def report_md(spec, tables, real, missing, provenance, runs: Runs) -> str:
     for name, df in tables.items():
         parts += [f"## {_title(name)}\n", f"_{READING[name]}_\n"]
         parts.append(to_markdown(df))
+    parts += ["## The paper's ablation claims on our runs\n", claims_md(claims)]
     parts.append("## Figures\n")
     for name in ("figure1", "figure2", "figure4", "figure5"):
         parts.append(f"### {_title(name)}\n")

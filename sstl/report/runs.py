@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sstl.report.stats import mean_interval
+
 
 class Runs(os.PathLike):
     """The result files the report may read: ``files`` under one ``runs/`` folder, each at
@@ -66,32 +68,58 @@ def shown(path: Path, runs_dir: Path) -> str:
         return str(path)
 
 
+def replicas(spec: dict[str, Any], exp: str) -> list[str]:
+    """The runs of experiment ``exp``: its replicas (one per seed), or the experiment itself."""
+    return list((spec.get("replicas") or {}).get(exp) or [exp])
+
+
 def read_metric(
     spec: dict[str, Any], runs_dir: Runs, kind: str, exp: str | None, ds: str | None, metric: str
 ) -> tuple[float | None, str | None, Path | None]:
     """(value, None, metrics file) when we have the number, else (None, "not run: why", None).
 
-    ``kind`` is ``finetune`` or ``retrieval``; ``ds`` is one of our dataset names.
+    ``kind`` is ``finetune`` or ``retrieval``; ``ds`` is one of our dataset names. An experiment
+    with replicas gives their mean and the first replica's file (:func:`read_replicas`).
     """
+    values, why, paths = read_replicas(spec, runs_dir, kind, exp, ds, metric)
+    if why is not None:
+        return None, why, None
+    return sum(values) / len(values), None, paths[0]
+
+
+def read_replicas(
+    spec: dict[str, Any], runs_dir: Runs, kind: str, exp: str | None, ds: str | None, metric: str
+) -> tuple[list[float], str | None, list[Path]]:
+    """(one value per replica, None, their files), or ([], "not run: why", []) when any of them
+    is missing: a mean over the seeds that happened to finish would hide the others."""
     if exp is None:
-        return None, "not run: no experiment assigned in the report spec", None
+        return [], "not run: no experiment assigned in the report spec", []
     if spec.get("experiments") is not None and exp not in spec["experiments"]:
-        return None, f"not run: experiment '{exp}' not in config", None
+        return [], f"not run: experiment '{exp}' not in config", []
     if spec.get("run") is not None and exp not in spec["run"]:
-        return None, f"not run: experiment '{exp}' not in the config's run list", None
+        return [], f"not run: experiment '{exp}' not in the config's run list", []
     if ds is None:
-        return None, "not run: no dataset of ours assigned", None
-    path = metrics_path(runs_dir, kind, exp, ds)
-    if not runs_dir.has(path):
-        return None, f"not run: metrics file {shown(path, runs_dir)} missing", None
-    value = json.loads(path.read_text()).get(metric)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None, f"not run: {metric} absent from {shown(path, runs_dir)}", None
-    return float(value), None, path
+        return [], "not run: no dataset of ours assigned", []
+    values, paths = [], []
+    for run in replicas(spec, exp):
+        path = metrics_path(runs_dir, kind, run, ds)
+        if not runs_dir.has(path):
+            return [], f"not run: metrics file {shown(path, runs_dir)} missing", []
+        value = json.loads(path.read_text()).get(metric)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return [], f"not run: {metric} absent from {shown(path, runs_dir)}", []
+        values.append(float(value))
+        paths.append(path)
+    return values, None, paths
 
 
 def learning_is_real(spec: dict, runs: Runs) -> dict[str, Any]:
-    """SSTL vs random init vs SSTL w/o temporal aug on retrieval and fine-tune top-1."""
+    """SSTL vs random init vs SSTL w/o temporal aug on retrieval and fine-tune top-1.
+
+    Each margin's 95% interval: over seeds when both sides ran the same number (>= 2) of
+    replicas (a t-interval of the per-seed differences, which holds the seed-to-seed variation
+    of training), else binomial over the test videos (the test set's sampling error only).
+    """
     t1, t2 = spec["table1"], spec["table2"]
     ds = spec["figure5"]["dataset"] or spec["datasets"]["ucf101"]
     models = {
@@ -103,27 +131,32 @@ def learning_is_real(spec: dict, runs: Runs) -> dict[str, Any]:
     for label, exp in models.items():
         rows[label] = {"experiment": exp}
         for kind in ("retrieval", "finetune"):
-            value, why, path = read_metric(spec, runs, kind, exp, ds, "top1")
+            values, why, paths = read_replicas(spec, runs, kind, exp, ds, "top1")
             n = None
-            if path is not None:
-                m = json.loads(path.read_text())
+            if paths:
+                m = json.loads(paths[0].read_text())
                 clips = (m.get("protocol") or {}).get("clips") if kind == "retrieval" else None
                 n = m.get("num_videos") or (m.get("num_queries") or 0) // max(clips or 1, 1)
-            rows[label][kind] = {"top1": value, "why": why, "n": n}
+            mean, ci = mean_interval(values) if values else (None, None)
+            rows[label][kind] = {"top1": mean, "why": why, "n": n, "seeds": values, "ci95": ci}
     margins = {}
     for other in ("Random init", "SSTL (w/o temp aug)"):
         for kind in ("retrieval", "finetune"):
             a, b = rows["SSTL"][kind], rows[other][kind]
             if a["top1"] is None or b["top1"] is None:
                 continue
-            se = [
-                math.sqrt(max(x["top1"] * (100 - x["top1"]), 0) / max(x["n"] or 1, 1))
-                for x in (a, b)
-            ]
-            margins[f"SSTL - {other} ({kind} top-1)"] = {
-                "margin": a["top1"] - b["top1"],
-                "ci95": 1.96 * math.hypot(*se),
-            }
+            if len(a["seeds"]) == len(b["seeds"]) >= 2:
+                diffs = [x - y for x, y in zip(a["seeds"], b["seeds"], strict=True)]
+                margin, ci = mean_interval(diffs)
+                how = f"t-interval over {len(diffs)} seeds"
+            else:
+                se = [
+                    math.sqrt(max(x["top1"] * (100 - x["top1"]), 0) / max(x["n"] or 1, 1))
+                    for x in (a, b)
+                ]
+                margin, ci = a["top1"] - b["top1"], 1.96 * math.hypot(*se)
+                how = "binomial interval over test videos"
+            margins[f"SSTL - {other} ({kind} top-1)"] = {"margin": margin, "ci95": ci, "how": how}
     return {"dataset": ds, "models": rows, "margins": margins}
 
 

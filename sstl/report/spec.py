@@ -13,7 +13,8 @@ import yaml
 
 from sstl.report.paper import TABLES, load_paper
 
-SPEC_OPTIONAL = ("experiments", "run", "config_hash", "settings", "figure1", "figure4", "figure5")
+SPEC_OPTIONAL = ("experiments", "run", "replicas", "config_hash", "settings", "figure1", "figure4",
+                 "figure5")  # fmt: skip
 SETTING_KEYS = ("backbone", "finetune_input", "pretrain_data")
 
 
@@ -76,6 +77,12 @@ def validate_spec(spec: Any, paper: dict[str, Any] | None = None) -> dict[str, A
             + "}"
         )
     out["settings"] = settings
+    reps = spec.get("replicas") or {}
+    if not isinstance(reps, dict) or not all(
+        isinstance(v, list) and v and all(isinstance(r, str) for r in v) for v in reps.values()
+    ):
+        raise SpecError(f"report spec replicas = {reps!r}: a mapping experiment -> [run names]")
+    out["replicas"] = reps
     if not isinstance(spec.get("config_hash", ""), str):
         raise SpecError(f"report spec config_hash = {spec['config_hash']!r}: a string")
     return out

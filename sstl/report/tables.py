@@ -6,6 +6,8 @@ reason in its ``ours`` cell ("not run: ...") and no number; a baseline the proje
 reimplement holds "published". The descriptive columns of our rows (backbone, input size and
 clip length, training data) say what our experiment ran, with the paper's value beside it, and
 each dataset column's footnote says how many of its split's videos were present and used.
+An experiment run with several seeds (``replicas`` in the spec) gives the mean over its seeds,
+and the table gains a ``<M> ours ±95%`` column: the half-width of the Student-t interval.
 ``DataFrame.attrs`` carries ``title``, ``footnotes`` and ``provenance`` (lines naming the git
 commit, config, manifests, metrics files and checkpoints).
 :mod:`sstl.report.writers` renders them as CSV, Markdown and LaTeX.
@@ -20,8 +22,9 @@ import pandas as pd
 
 from sstl.report.paper import TABLES, load_paper
 from sstl.report.provenance import column_note, table_provenance
-from sstl.report.runs import Runs, read_metric
+from sstl.report.runs import Runs, read_metric, read_replicas
 from sstl.report.spec import validate_spec
+from sstl.report.stats import mean_interval
 
 LABELS = {"ucf101": "UCF101", "hmdb51": "HMDB51", "top1": "Top1", "top5": "Top5"}
 LABELS |= {"top10": "Top10", "top20": "Top20", "top50": "Top50"}
@@ -60,6 +63,15 @@ def lookup(
     if exp is not None and ds is None:
         return None, f"not run: no dataset of ours stands in for {LABELS[paper_ds]}", None
     return read_metric(spec, runs_dir, kind, exp, ds, metric)
+
+
+def interval(
+    spec: dict[str, Any], runs_dir: Runs, kind: str, exp: str | None, paper_ds: str, metric: str
+) -> float | None:
+    """The 95% t-interval's half-width over an experiment's replicas (None for a single run)."""
+    ds = spec["datasets"].get(paper_ds)
+    values, why, _ = read_replicas(spec, runs_dir, kind, exp, ds, metric)
+    return None if why is not None else mean_interval(values)[1]
 
 
 def _source(table: str, column: str, paper: dict[str, Any]) -> tuple[str, str]:
@@ -103,6 +115,8 @@ def build_table(
     table = paper[name]
     rows_spec = spec[name]
     records, used, datasets = [], set(), set()
+    # experiments with replicas: their cells are means, with the interval in a column beside
+    with_ci = any(e in (spec.get("replicas") or {}) for e in rows_spec.values())
     for prow in table["rows"]:
         rec = {label: _descriptive(prow[k]) for k, label in DESCRIPTIVE[name].items()}
         reproducible = prow["key"] in table["reproducible"]
@@ -124,12 +138,17 @@ def build_table(
                 ours, reason = None, "published"
             diff = None if ours is None or published is None else round(ours - published, 4)
             rec[f"{label} ours"] = round(ours, 4) if ours is not None else reason
+            if with_ci:
+                ci = interval(spec, runs_dir, KIND[name], exp, *_source(name, col, paper))
+                rec[f"{label} ours ±95%"] = None if ci is None or not reproducible else round(ci, 4)
             rec[f"{label} paper"] = published
             rec[f"{label} Δ"] = diff
         records.append(rec)
     df = pd.DataFrame.from_records(records).astype(object)
     df = df.where(df.notna(), None)
     footnotes = list(table["footnotes"])
+    if name in ("table4", "table5"):  # ablation rows borrowing a run of another table
+        footnotes += _shared_runs(name, spec)
     for paper_ds in dict.fromkeys(_source(name, c, paper)[0] for c in table["columns"]):
         ours_ds = spec["datasets"][paper_ds]
         if ours_ds is not None and ours_ds != paper_ds:
@@ -147,6 +166,30 @@ def build_table(
         "provenance": table_provenance(provenance, used, datasets, runs_dir),
     }
     return df
+
+
+def _shared_runs(name: str, spec: dict[str, Any]) -> list[str]:
+    """A footnote for each experiment of this table that also fills another table's cell: one
+    run serves both (e.g. Table 4 row 2 and Tables 2-3's "w/o temp" in the paper config)."""
+    notes = []
+    for row, exp in spec[name].items():
+        others = [
+            f"{_title(t)} {r}"
+            for t in TABLES
+            if t != name
+            for r, e in spec[t].items()
+            if e == exp and exp is not None
+        ]
+        if others:
+            notes.append(
+                f"Row {row} is experiment '{exp}', which also fills {', '.join(others)}: one run "
+                "serves these cells."
+            )
+    return notes
+
+
+def _title(name: str) -> str:
+    return f"Table {name[-1]}"
 
 
 def build_tables(spec: dict, runs: Runs, provenance: dict) -> dict[str, pd.DataFrame]:

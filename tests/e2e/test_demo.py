@@ -1,6 +1,6 @@
 """`make demo`'s pipeline, end to end on the default config, and the claim that learning is real:
-SSTL pretraining beats random initialisation on retrieval top-1 by a clear margin, on the
-default seed and on another seed."""
+SSTL pretraining beats random initialisation on retrieval top-1 by a clear margin on each of its
+three seeds, and the report compares it with "w/o temporal augmentation" over those seeds."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from .conftest import snakemake, workspace_copy
 pytestmark = pytest.mark.slow
 
 MARGIN = 10.0  # retrieval top-1 percentage points SSTL must gain over random init
-# measured (450 steps, 128 test videos): seed 0 50.4 vs 25.7 (another run 49.1), seed 1 51.7 vs 25.3
+# measured before the seeds (450 steps, 128 test videos): seed 0 50.4 vs 25.7, seed 1 51.7 vs 25.3;
+# 300 steps (the demo now): seed 1 48.3 vs 23.4
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +41,22 @@ def test_demo_report(demo):
     assert "Reproduction notes" in report or "reproduction notes" in report.lower()
 
 
-def test_sstl_beats_random_init_on_retrieval(demo):
-    sstl, scratch = _top1(demo, "sstl"), _top1(demo, "scratch")
-    print(f"seed 0 retrieval top-1: SSTL {sstl:.1f}, random init {scratch:.1f}")
-    assert sstl >= scratch + MARGIN, f"SSTL {sstl:.1f} vs random init {scratch:.1f}"
+def test_sstl_beats_random_init_on_every_seed(demo):
+    scratch = _top1(demo, "scratch")
+    for seed in (0, 1, 2):
+        sstl = _top1(demo, f"sstl_seed{seed}")
+        print(f"seed {seed} retrieval top-1: SSTL {sstl:.1f}, random init {scratch:.1f}")
+        assert sstl >= scratch + MARGIN, f"seed {seed}: SSTL {sstl:.1f} vs random {scratch:.1f}"
 
 
-def test_sstl_beats_random_init_on_another_seed(demo):
-    targets = [
-        "runs/retrieval/sstl/synthetic/metrics.json",
-        "runs/retrieval/scratch/synthetic/metrics.json",
-    ]
-    snakemake(demo, *targets, "--config", "seed=1", timeout=1800)
-    sstl, scratch = _top1(demo, "sstl"), _top1(demo, "scratch")
-    print(f"seed 1 retrieval top-1: SSTL {sstl:.1f}, random init {scratch:.1f}")
-    assert sstl >= scratch + MARGIN, f"seed 1: SSTL {sstl:.1f} vs random init {scratch:.1f}"
+def test_the_comparison_with_and_without_temporal_augmentation_is_over_seeds(demo):
+    real = (demo / "results/report.md").read_text().split("## Learning is real")[1]
+    line = next(x for x in real.splitlines() if x.startswith("- SSTL - SSTL (w/o temp aug) (r"))
+    assert "t-interval over 3 seeds" in line, line
+    print(line)
+
+
+def test_the_supervised_reference_is_in_figures_1_and_2(demo):
+    sim = json.loads((demo / "runs/analysis/supervised/synthetic/similarity.json").read_text())
+    assert sim["config"]["analysis"]["layer"] == "backbone"
+    assert "supervised: not run" not in (demo / "results/report.md").read_text()

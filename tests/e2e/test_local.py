@@ -31,8 +31,14 @@ def test_tiny_pipeline_produces_every_output(tiny_run):
     assert "not run" in table2  # SSTL w/o temp is not in the tiny config: shown, never a number
     report = (tiny_run / "results/report.md").read_text()
     assert "Table 1" in report and "figure1.png" in report
+    # the supervised reference: trained with labels, analysed on its backbone, in Figures 1-2
+    assert (tiny_run / "runs/supervised/supervised/weights.pt").is_file()
+    sim = json.loads((tiny_run / "runs/analysis/supervised/synthetic/similarity.json").read_text())
+    assert sim["config"]["analysis"]["layer"] == "backbone"
+    assert "supervised: not run" not in report
     # every job wrote a log
-    for log in ("logs/synthetic.log", "logs/pretrain/sstl.log", "logs/report.log"):
+    for log in ("logs/synthetic.log", "logs/pretrain/sstl.log", "logs/supervise/supervised.log",
+                "logs/report.log"):  # fmt: skip
         assert (tiny_run / log).stat().st_size > 0, log
 
 
@@ -48,8 +54,11 @@ def test_finetune_change_reruns_only_finetune_and_what_follows(tiny_run, tmp_pat
     changed.write_text(yaml.safe_dump(cfg))
     out = snakemake(tiny_run, "-n", "--configfile", str(changed)).stdout
     counts = job_counts(out)
-    assert set(counts) == {"finetune", "evaluate", "report", "all"}, counts
-    assert counts["finetune"] == 2  # sstl and scratch on the one dataset
+    # the supervised reference trains with the fine-tuning recipe: it and what reads it rerun
+    assert set(counts) == {"supervise", "finetune", "evaluate", "retrieve", "analyse", "report",
+                           "all"}, counts  # fmt: skip
+    assert counts["finetune"] == 3  # sstl, scratch and supervised on the one dataset
+    assert counts["retrieve"] == counts["analyse"] == counts["supervise"] == 1
 
 
 def test_killed_pretraining_resumes_from_its_last_state(tmp_path):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.models.video import r3d_18
 
-from sstl.config import ModelConfig
+from sstl.config import ConfigError, ModelConfig, load_section
 from sstl.models.backbone import build_backbone
 
 
@@ -44,16 +45,25 @@ def test_r3d_tiny_dims_follow_width() -> None:
 def test_stem_pool_halves_the_stem_output_not_the_feature() -> None:
     x = torch.randn(1, 3, 8, 64, 64)
     plain, dim = build_backbone(ModelConfig(arch="r3d_tiny", width=8))
-    pooled, pooled_dim = build_backbone(ModelConfig(arch="r3d_tiny", width=8, stem_pool=True))
     stem_plain, feat_plain = _stem_out(plain, x)
-    stem_pooled, feat_pooled = _stem_out(pooled, x)
-    assert stem_plain.shape[-2:] == (32, 32)
-    assert stem_pooled.shape[-2:] == (16, 16)
-    assert feat_plain.shape == feat_pooled.shape == (1, 64) and dim == pooled_dim
-    # the max-pool has no parameters: checkpoints are interchangeable
-    assert set(plain.state_dict()) == set(pooled.state_dict())
-    big, _ = build_backbone(ModelConfig(arch="r3d_18", stem_pool=True))
-    assert isinstance(big.stem[-1], torch.nn.MaxPool3d)
+    assert stem_plain.shape[-3:] == (8, 32, 32)
+    # space halves H and W (4x fewer activations); spacetime halves T too (8x, the paper's batch)
+    for mode, shape in (("space", (8, 16, 16)), ("spacetime", (4, 16, 16))):
+        pooled, pooled_dim = build_backbone(ModelConfig(arch="r3d_tiny", width=8, stem_pool=mode))
+        stem_pooled, feat_pooled = _stem_out(pooled, x)
+        assert stem_pooled.shape[-3:] == shape
+        assert stem_plain.numel() == stem_pooled.numel() * (8 if mode == "spacetime" else 4)
+        assert feat_plain.shape == feat_pooled.shape == (1, 64) and dim == pooled_dim
+        # the max-pool has no parameters: checkpoints are interchangeable
+        assert set(plain.state_dict()) == set(pooled.state_dict())
+    big, _ = build_backbone(ModelConfig(arch="r3d_18", stem_pool="spacetime"))
+    assert isinstance(big.stem[-1], torch.nn.MaxPool3d) and big.stem[-1].stride == (2, 2, 2)
+
+
+def test_a_boolean_stem_pool_names_the_new_values() -> None:
+    for old, new in ((True, "'space'"), (False, "'none'")):
+        with pytest.raises(ConfigError, match=f"model.stem_pool = {old}.*{new} for the old"):
+            load_section(ModelConfig, {"stem_pool": old}, "model")
 
 
 def test_channels_last_gives_the_same_features() -> None:

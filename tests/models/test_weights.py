@@ -39,7 +39,7 @@ def pretrained(tmp_path) -> tuple[SSTLModel, object]:
 
 
 def test_pretrained_round_trip(tmp_path) -> None:
-    model = SSTLModel(dataclasses.replace(TINY, stem_pool=True)).eval()
+    model = SSTLModel(dataclasses.replace(TINY, stem_pool="spacetime")).eval()
     path = tmp_path / "run" / "weights.pt"
     config = {"model": dataclasses.asdict(model.cfg), "loss": {"temperature": 0.1}}
     save_pretrained(path, nn.DataParallel(model), config, {"epoch": 3, "git": "abc"})

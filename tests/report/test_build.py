@@ -18,7 +18,7 @@ from sstl import config as C
 from sstl.report.build import cli
 from sstl.report.page import NOTES
 from sstl.report.paper import load_paper
-from sstl.report.runs import learning_is_real
+from sstl.report.runs import Runs, learning_is_real
 from sstl.report.spec import validate_figures, validate_spec
 
 
@@ -234,3 +234,27 @@ def test_report_warns_of_one_video_in_train_and_test(tmp_path, make_demo_runs, m
     assert "test 2 of 2 present, 1 used; train 2 of 3 present, 2 used" in text
     assert "**Warning**: in `synthetic`, 1 train/test pair(s)" in text
     assert "train `A/v1` = test `A/copy_of_v1`" in text
+
+
+def test_learning_is_real_over_seeds(tmp_path, make_demo_runs, write_retrieval, demo_spec):
+    runs = make_demo_runs(tmp_path / "runs")
+    for seed, (a, b) in enumerate(((40.0, 30.0), (44.0, 38.0), (48.0, 36.0))):
+        write_retrieval(runs, f"sstl_seed{seed}", "synthetic", a)
+        write_retrieval(runs, f"sstl_no_temp_seed{seed}", "synthetic", b)
+    spec = {
+        **demo_spec,
+        "replicas": {
+            "sstl": [f"sstl_seed{s}" for s in range(3)],
+            "sstl_no_temp": [f"sstl_no_temp_seed{s}" for s in range(3)],
+        },
+    }
+    files = sorted(p for p in runs.glob("*/*/*/*") if p.is_file())
+    real = learning_is_real(validate_figures(validate_spec(spec)), Runs(files, runs))
+    m = real["margins"]["SSTL - SSTL (w/o temp aug) (retrieval top-1)"]
+    # per-seed differences 10, 6, 12: mean 9.33, sd 3.06, t(0.975, 2) = 4.303
+    assert m["margin"] == pytest.approx(28 / 3)
+    assert m["ci95"] == pytest.approx(4.3027 * math.sqrt(28 / 3) / math.sqrt(3), abs=1e-2)
+    assert m["how"] == "t-interval over 3 seeds"
+    assert real["models"]["SSTL"]["retrieval"]["seeds"] == [40.0, 44.0, 48.0]
+    # random init ran once: its margin falls back to the binomial interval over test videos
+    assert "binomial" in real["margins"]["SSTL - Random init (retrieval top-1)"]["how"]

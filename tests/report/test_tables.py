@@ -195,10 +195,45 @@ def test_settings_come_from_the_config(repo_dir):
     cfg = yaml.safe_load((repo_dir / "config/paper.yaml").read_text())
     settings = P.report_spec(cfg)["settings"]
     assert settings["sstl"] == {
-        "backbone": "R3D-18, stem max-pool",
+        "backbone": "R3D-18, spacetime stem max-pool",
         "finetune_input": "112×112, 16 frames",
         "pretrain_data": "kinetics400",
     }
     assert settings["scratch"]["pretrain_data"] is None
     demo = yaml.safe_load((repo_dir / "config/config.yaml").read_text())
     assert P.report_spec(demo)["settings"]["sstl"]["backbone"] == "r3d_tiny (width 16)"
+
+
+def test_an_ablation_row_sharing_a_run_says_so(demo_runs, demo_spec):
+    spec = {**demo_spec, "table4": {**demo_spec["table4"], "row2": "sstl_no_temp"}}
+    t4 = build_tables(spec, demo_runs, PROVENANCE)["table4"]
+    assert t4.iloc[1]["UCF101 ours"] == 50.0  # served by the w/o-temp run
+    shared = [f for f in t4.attrs["footnotes"] if "row2" in f]
+    assert shared == [
+        "Row row2 is experiment 'sstl_no_temp', which also fills Table 2 sstl_wo_temp, Table 3 "
+        "sstl_wo_temp: one run serves these cells."
+    ]
+    plain = build_tables(demo_spec, demo_runs, PROVENANCE)["table4"]
+    assert not [f for f in plain.attrs["footnotes"] if "row2" in f]
+
+
+def test_replicas_give_the_mean_and_a_t_interval(tmp_path, make_demo_runs, write_finetune,
+                                                 demo_spec):  # fmt: skip
+    from sstl.report.runs import Runs
+
+    runs = make_demo_runs(tmp_path / "runs")
+    for seed, top1 in enumerate((60.0, 64.0, 68.0)):
+        write_finetune(runs, f"sstl_seed{seed}", "synthetic", top1)
+    spec = {**demo_spec, "replicas": {"sstl": [f"sstl_seed{s}" for s in range(3)]}}
+    files = sorted(p for p in runs.glob("*/*/*/*") if p.is_file())
+    tables = build_tables(spec, Runs(files, runs), PROVENANCE)
+    sstl = row(tables["table1"], "SSTL")
+    assert sstl["UCF101 ours"] == pytest.approx(64.0)  # not the single run `sstl` (62.5)
+    assert sstl["UCF101 ours ±95%"] == pytest.approx(4.3027 * 4 / 3**0.5, abs=1e-2)
+    assert row(tables["table1"], "Scratch")["UCF101 ours ±95%"] is None  # one run
+    assert "UCF101 ours ±95%" not in tables["table2"]  # no replicated run in it
+    # a missing replica makes the cell "not run", never a mean of the others
+    (runs / "finetune/sstl_seed1/synthetic/metrics.json").unlink()
+    files = sorted(p for p in runs.glob("*/*/*/*") if p.is_file())
+    t1 = build_tables(spec, Runs(files, runs), PROVENANCE)["table1"]
+    assert_not_run(row(t1, "SSTL")["UCF101 ours"], "sstl_seed1")

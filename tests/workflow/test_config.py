@@ -224,6 +224,10 @@ BAD: dict[str, tuple[Callable[..., dict[str, Any]], list[str | re.Pattern]]] = {
         ),
         ["sstl_no_temp", "pretrain.temporal.n_drop", "6", "buffer=2"],
     ),
+    "boolean_stem_pool": (
+        lambda c, k, t: k(c, "pretrain.model.stem_pool", True),
+        ["pretrain.model.stem_pool = True", "space for the old true", "spacetime"],
+    ),
     "negative_temperature": (
         lambda c, k, t: k(c, "pretrain.loss.temperature", -0.1),
         ["pretrain.loss.temperature", "-0.1", "a number > 0"],

@@ -22,7 +22,7 @@ from sstl import dvcgen
 from sstl import pipeline as P
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = {"extract", "pretrain", "finetune", "evaluate", "retrieve"}
+HEAVY = {"extract", "pretrain", "supervise", "finetune", "evaluate", "retrieve"}
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 
 
@@ -36,7 +36,8 @@ def expected_jobs(config: dict[str, Any]) -> dict[str, int]:
         "fetch": len([d for d in used if d != "synthetic"]),
         "extract": config["extract"]["shards"] * len(used),
         "manifest": len(used),
-        "pretrain": len([e for e in runs if not P.is_scratch(config, e)]),
+        "pretrain": len([e for e in runs if P.init_of(config, e) == "pretrained"]),
+        "supervise": len([e for e in runs if P.init_of(config, e) == "supervised"]),
         "finetune": len(runs) * ft,
         "evaluate": len(runs) * ft,
         "retrieve": len(runs) * rt,
@@ -104,16 +105,18 @@ def test_demo_and_paper_job_counts(runs, job_stats):
         "synthetic": 1,
         "extract": 2,
         "manifest": 1,
-        "pretrain": 2,
-        "finetune": 3,
-        "evaluate": 3,
-        "retrieve": 3,
-        "analyse": 3,
+        "pretrain": 6,  # sstl and sstl_no_temp, 3 seeds each
+        "supervise": 1,  # the supervised reference
+        "finetune": 8,  # + scratch and supervised
+        "evaluate": 8,
+        "retrieve": 8,
+        "analyse": 8,
         "report": 1,
         "all": 1,
     }
     paper = job_stats(runs["paper"].output)
-    assert paper["pretrain"] == 20  # 21 experiments, `scratch` is not pretrained
+    assert paper["pretrain"] == 19  # 21 experiments: `scratch` untrained, `supervised` supervised
+    assert paper["supervise"] == 1
     assert paper["extract"] == 64 * 3  # 64 shards x kinetics400, ucf101, hmdb51
     assert paper["fetch"] == 3 and "synthetic" not in paper
 
@@ -129,7 +132,7 @@ def test_every_rule_logs_and_heavy_rules_benchmark(paper_jobs):
 
 def test_paper_pretrain_resources(paper_jobs):
     pretrain = [j for j in paper_jobs if j.rule.name == "pretrain"]
-    assert len(pretrain) == 20
+    assert len(pretrain) == 19
     for job in pretrain:
         res = job.resources
         got = {k: res.get(k) for k in ("gpu", "tasks", "nodes", "mpi", "slurm_extra")}

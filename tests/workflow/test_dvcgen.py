@@ -91,7 +91,7 @@ def test_params_name_existing_config_keys(stages, configs):
             assert not missing, f"{name}: params name keys absent from {CONFIGFILE}: {missing}"
     # the training stages depend on the leaf keys of their sections
     assert any(name.startswith("pretrain-") for name in stages)
-    pretrain = stages["pretrain-sstl"]["params"][0][CONFIGFILE]
+    pretrain = stages["pretrain-sstl_seed0"]["params"][0][CONFIGFILE]
     assert (
         "pretrain.optim.lr" in pretrain
         and "seed" in pretrain
@@ -107,18 +107,18 @@ def test_a_change_to_one_experiment_touches_only_its_stages(stages):
     }
     key = "experiments.sstl_no_temp.pretrain.temporal.buffer"  # set in config/config.yaml
     touched = sorted(name for name, keys in by_stage.items() if key in keys)
-    assert touched == ["pretrain-sstl_no_temp"]
+    assert touched == [f"pretrain-sstl_no_temp_seed{s}" for s in range(3)]  # its replicas
     shared = "pretrain.temporal.buffer"  # a base setting: every experiment that pretrains
     assert {n for n, keys in by_stage.items() if shared in keys} == {
-        "pretrain-sstl",
-        "pretrain-sstl_no_temp",
+        f"pretrain-{e}_seed{s}" for e in ("sstl", "sstl_no_temp") for s in range(3)
     }
     for name, keys in by_stage.items():
         assert not keys & {"experiments", "pretrain", "finetune", "retrieval", "analysis"}, name
         rule, *wildcards = name.split("-")
         if rule in ("pretrain", "finetune", "evaluate", "retrieve", "analyse"):
             others = {k.split(".")[1] for k in keys if k.startswith("experiments.")}
-            assert others <= {wildcards[0]}, (name, others)  # the report reads every experiment
+            exp = re.sub(r"_seed\d+$", "", wildcards[0])  # a replica reads its experiment's
+            assert others <= {exp}, (name, others)  # the report reads every experiment
 
 
 def test_deps_exist_or_are_produced(stages):

@@ -49,7 +49,9 @@ def test_plots_overlay_the_runs_of_each_stage():
 def test_the_committed_dvc_yaml_plots_every_training_stage():
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
     assert dvc_yaml["plots"] == plots(dvc_yaml["stages"])
-    training = [s for s in dvc_yaml["stages"] if s.startswith(("pretrain-", "finetune-"))]
+    training = [
+        s for s in dvc_yaml["stages"] if s.startswith(("pretrain-", "supervise-", "finetune-"))
+    ]
     images = {p for p in dvc_yaml["plots"] if isinstance(p, str)}
     assert len(images) == len(training) > 0
 

@@ -56,8 +56,64 @@ def test_is_scratch(configs):
 
 
 def test_run_experiments_in_config_order(configs):
-    assert P.run_experiments(configs["config"]) == ["sstl", "sstl_no_temp", "scratch"]
+    assert P.run_experiments(configs["config"]) == [
+        *(f"sstl_seed{s}" for s in range(3)),
+        *(f"sstl_no_temp_seed{s}" for s in range(3)),
+        "scratch",
+        "supervised",
+    ]
     assert len(P.run_experiments(configs["paper"])) == 21
+
+
+def test_a_replica_is_its_experiment_with_its_own_seed(configs):
+    cfg = configs["config"]
+    for stage, where in (("pretrain", ("run", "seed")), ("finetune", ("run", "seed")),
+                         ("retrieve", ("seed",)), ("analyse", ("seed",))):  # fmt: skip
+        for s in (0, 1, 2):
+            job = P.stage_config(cfg, stage, f"sstl_no_temp_seed{s}")
+            node = job
+            for key in where:
+                node = node[key]
+            assert node == s, (stage, s)
+    one = P.stage_config(cfg, "pretrain", "sstl_no_temp_seed1")
+    assert one["temporal"]["buffer"] == 0  # the experiment's overrides hold for each replica
+    assert P.base_of(cfg, "sstl_no_temp_seed1") == "sstl_no_temp"
+    for name in ("sstl_seed3", "scratch_seed0"):  # not one of its seeds; an experiment without
+        with pytest.raises(P.PipelineConfigError, match=f"'{name}' is not defined"):
+            P.experiment(cfg, name)
+    spec = P.report_spec(cfg)
+    assert spec["replicas"]["sstl"] == ["sstl_seed0", "sstl_seed1", "sstl_seed2"]
+    assert spec["run"] == ["sstl", "sstl_no_temp", "scratch", "supervised"]
+
+
+def test_a_replica_named_like_an_experiment_is_refused(configs, with_key):
+    cfg = with_key(configs["config"], "experiments.sstl_seed1", {"description": "clash"})
+    with pytest.raises(P.PipelineConfigError, match="'sstl_seed1' is named twice"):
+        P.validate(cfg, check_paths=False)
+
+
+def test_dvc_params_of_a_replica_are_its_experiments(configs):
+    keys = P.param_keys(configs["config"], "pretrain", {"exp": "sstl_no_temp_seed2"})
+    assert "experiments.sstl_no_temp.pretrain.temporal.buffer" in keys
+    assert "experiments.sstl_no_temp.seeds" in keys
+
+
+def test_the_supervised_reference_trains_with_labels_on_the_pretraining_set(configs):
+    for name in ("config", "paper"):
+        cfg = configs[name]
+        assert P.init_of(cfg, "supervised") == "supervised"
+        assert P.weights_of(cfg, "supervised") == "runs/supervised/supervised/weights.pt"
+        job = P.stage_config(cfg, "supervise", "supervised")
+        assert job["model"] == P.stage_config(cfg, "pretrain", "supervised")["model"]
+        assert "datasets" not in job and job["optim"] == cfg["finetune"]["optim"]
+        assert P.stage_config(cfg, "analyse", "supervised")["analysis"]["layer"] == "backbone"
+        assert cfg["report"]["figure1"]["supervised"] == "supervised"
+    cfg = configs["config"]
+    assert P.weights_of(cfg, "scratch") == "scratch"
+    assert P.weights_of(cfg, "sstl_seed1") == "runs/pretrain/sstl_seed1/weights.pt"
+    targets = P.curve_targets(cfg)
+    assert "runs/supervised/supervised/validation.csv" in targets
+    assert not [t for t in targets if t.startswith("runs/pretrain/supervised/")]
 
 
 # --- stage_config -----------------------------------------------------------------------------
@@ -259,7 +315,7 @@ def test_report_spec(configs, with_key):
     spec = P.report_spec(cfg)
     for key, value in cfg["report"].items():
         assert spec[key] == value
-    assert spec["run"] == ["sstl", "sstl_no_temp", "scratch"]
+    assert spec["run"] == ["sstl", "sstl_no_temp", "scratch", "supervised"]
     assert spec["experiments"]["scratch"] == cfg["experiments"]["scratch"]["description"]
     assert set(spec["experiments"]) == set(cfg["experiments"])
     assert len(spec["config_hash"]) == 16
@@ -281,9 +337,55 @@ def test_final_targets_are_the_report_outputs_and_the_training_curves(configs, r
     curves = {
         out
         for name, stage in stages.items()
-        if name.startswith(("pretrain-", "finetune-"))
+        if name.startswith(("pretrain-", "supervise-", "finetune-"))
         for out in stage["outs"]
         if Path(out).name in {n for names in P.CURVE_FILES.values() for n in names}
     }
     assert sorted(targets[len(P.REPORT_OUTPUTS) :]) == sorted(curves)
     assert "runs/finetune/scratch/synthetic/validation.csv" in curves
+
+
+def test_no_pretraining_is_run_twice(configs):
+    """Two experiments whose pretrainings train the same backbone (a speed head without a loss
+    changes nothing) would pay the same GPU-hours twice."""
+    for cfg in configs.values():
+        seen = {}
+        for exp in P.run_experiments(cfg):
+            if P.init_of(cfg, exp) != "pretrained":
+                continue
+            job = P.stage_config(cfg, "pretrain", exp)
+            if not job["temporal"]["speed_distortion"]:
+                job["model"] = {**job["model"], "speed_head": None}
+            key = P.cli_json(job)
+            assert key not in seen, f"{exp} repeats the pretraining of {seen.get(key)}"
+            seen[key] = exp
+
+
+def test_the_ablations_config_runs_every_row_and_cell_with_three_seeds(configs, repo_dir):
+    from snakemake.utils import update_config
+
+    from sstl.report.paper import load_paper
+
+    cfg = configs["config"]  # what Snakemake merges config/ablations.yaml over
+    update_config(cfg, yaml.safe_load((repo_dir / "config/ablations.yaml").read_text()))
+    P.validate(cfg, check_paths=False)
+    paper, report = load_paper(), cfg["report"]
+    for table in ("table4", "table5"):
+        assert set(report[table]) == set(paper[table]["reproducible"]), table
+    cells = report["figure4"]["experiments"].values()
+    assert len({(c["batch"], c["dim"]) for c in cells}) == 9
+    used = {*report["table4"].values(), *report["table5"].values(), *(c["exp"] for c in cells)}
+    assert used <= set(cfg["run"])
+    for exp in used:
+        assert len(P.replicas(cfg, exp)) >= 3, exp
+    assert len(P.run_experiments(cfg)) == 3 * len(used) == 57
+    # the scaled grid: batch a quarter / half / all of the demo's, lr linear in the batch
+    jobs = [P.stage_config(cfg, "pretrain", f"{c['exp']}_seed0") for c in cells]
+    assert {j["optim"]["batch_size"] for j in jobs} == {8, 16, 32}
+    assert {j["optim"]["ref_batch"] for j in jobs} == {cfg["pretrain"]["optim"]["ref_batch"]}
+
+
+def test_the_schema_allows_exactly_the_inits_the_pipeline_knows():
+    schema = yaml.safe_load(P.SCHEMA.read_text())
+    init = schema["properties"]["experiments"]["additionalProperties"]["properties"]["init"]
+    assert tuple(init["enum"]) == P.INITS == ("pretrained", "scratch", "supervised")

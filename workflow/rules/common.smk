@@ -17,8 +17,9 @@ try:
 except (P.PipelineConfigError, ValueError) as err:
     raise WorkflowError(f"config error: {err}") from None
 
-EXPERIMENTS = P.run_experiments(config)
-PRETRAINED = [e for e in EXPERIMENTS if not P.is_scratch(config, e)]
+EXPERIMENTS = P.run_experiments(
+    config
+)  # runs: experiments, each replica (seeds) its own
 FT_DATASETS = config["finetune"]["datasets"]
 RT_DATASETS = config["retrieval"]["datasets"]
 AN_DATASET = config["analysis"]["dataset"]
@@ -104,15 +105,14 @@ def pretrain_store(wc):
 
 
 def pretrained_weights(wc):
+    """The run's starting weights (SSTL or supervised); none for scratch."""
     if P.is_scratch(config, wc.exp):
         return []
-    return f"runs/pretrain/{wc.exp}/weights.pt"
+    return P.weights_of(config, wc.exp)
 
 
 def init_arg(wc):
-    if P.is_scratch(config, wc.exp):
-        return "scratch"
-    return f"runs/pretrain/{wc.exp}/weights.pt"
+    return P.weights_of(config, wc.exp)
 
 
 def final_outputs():

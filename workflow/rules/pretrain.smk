@@ -40,3 +40,42 @@ rule pretrain:
         " --store {params.store:q} --out {output.weights:q} --state-dir {params.state:q}"
         " --metrics {params.state:q}/metrics.jsonl --tensorboard {params.state:q}/tb"
         " --curves {params.curves:q} > {log:q} 2>&1"
+
+
+# The supervised reference (experiments with `init: supervised`): the same backbone trained with
+# the labels of the pretraining set, by the fine-tuning loop.
+rule supervise:
+    input:
+        manifest=lambda wc: f"data/{pretrain_dataset(wc)}/manifest.csv",
+        store=pretrain_store,
+    output:
+        weights="runs/supervised/{exp}/weights.pt",
+        curves="runs/supervised/{exp}/curves.csv",
+        epoch_curves="runs/supervised/{exp}/epochs.csv",
+        validation_curves="runs/supervised/{exp}/validation.csv",
+        curves_plot=report(
+            "runs/supervised/{exp}/curves.png",
+            caption="../report/finetune_curves.rst",
+            category="Training curves",
+            subcategory="supervised",
+            labels={"experiment": "{exp}"},
+        ),
+    log:
+        "logs/supervise/{exp}.log",
+    benchmark:
+        "benchmarks/supervise/{exp}.tsv"
+    conda:
+        "../envs/sstl.yaml"
+    threads: threads("finetune")
+    resources:
+        **res("finetune"),
+    params:
+        cfg=cfg_arg("supervise"),
+        store=lambda wc: f"data/{pretrain_dataset(wc)}/store",
+        state="state/supervised/{exp}",
+        curves="runs/supervised/{exp}",
+    shell:
+        "sstl supervise --cfg {params.cfg} --manifest {input.manifest:q}"
+        " --store {params.store:q} --out {output.weights:q} --state-dir {params.state:q}"
+        " --metrics {params.state:q}/metrics.jsonl --tensorboard {params.state:q}/tb"
+        " --curves {params.curves:q} > {log:q} 2>&1"
