@@ -45,7 +45,12 @@ def test_snakemake_report_holds_figures_tables_and_curves(tiny_run, tmp_path):
         html = archive.read(next(n for n in names if n.endswith("/report.html"))).decode()
     expected = [f"results/figures/figure{i}.png" for i in (1, 2, 4, 5)]
     expected += [f"results/tables/table{i}.csv" for i in range(1, 6)]
-    expected += [f"{run}/curves.png" for run in TRAINING]
+    # every training run's curves: SSTL, random init and the supervised reference (sstl supervise)
+    expected += sorted(
+        p.relative_to(tiny_run).as_posix() for p in tiny_run.glob("runs/**/curves.png")
+    )
+    assert {f"{run}/curves.png" for run in TRAINING} <= set(expected)
+    assert "runs/supervised/supervised/curves.png" in expected
     for rel in expected:
         assert (tiny_run / rel).read_bytes() in stored, f"{rel} is not in report.zip: {names}"
     assert len(names) == len(expected) + 1  # and the page
@@ -80,7 +85,10 @@ def test_dvc_plots_show_draws_the_training_curves(tiny_run, tmp_path):
         assert rendered["type"] == "vega"
         values = rendered["content"]["data"]["values"]
         name = "validation.csv" if "val" in plot_id else "curves.csv"
-        runs = [r for r in TRAINING if r.startswith(f"runs/{plot_id.split('-')[0]}/")]
+        stage = plot_id.split("-")[0]  # every run of the stage: supervised reference included
+        runs = sorted(p.parent.relative_to(tiny_run).as_posix()
+                      for p in tiny_run.glob(f"runs/{stage}/**/{name}"))  # fmt: skip
+        assert {r for r in TRAINING if r.startswith(f"runs/{stage}/")} <= set(runs), runs
         if len(runs) > 1:  # DVC names the file of each row (less the common prefix)
             files = {v["filename"] for v in values}
             assert len(files) == len(runs), (plot_id, files)
@@ -88,7 +96,8 @@ def test_dvc_plots_show_draws_the_training_curves(tiny_run, tmp_path):
         rows = sum(len(pd.read_csv(tiny_run / r / name)) for r in runs)
         assert len(values) == rows, plot_id  # every row of every run
     curves = [p for p in ids if p.endswith("curves.png")]
-    assert len(curves) == 3 and all(data[p][0]["type"] == "image" for p in curves)
+    assert len(curves) == len(list(tiny_run.glob("runs/**/curves.png")))  # every training run
+    assert all(data[p][0]["type"] == "image" for p in curves)
     run("dvc", "plots", "show", "-o", str(tmp_path / "plots"))  # the page a user opens
     assert (tmp_path / "plots" / "index.html").stat().st_size > 1000
 
