@@ -74,6 +74,7 @@ def test_tiny_workflow_through_the_slurm_executor(tmp_path):
         "extract",
         "manifest",
         "pretrain",
+        "supervise",
         "finetune",
         "evaluate",
         "retrieve",
