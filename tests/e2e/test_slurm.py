@@ -86,7 +86,7 @@ def test_tiny_workflow_through_the_slurm_executor(tmp_path):
             assert job["JobState"] == "COMPLETED", (rule, job)
             assert job["WorkDir"] == str(ws), (rule, job)
             # GPU jobs to the partition with GPUs, the others to one without (partitions.yaml)
-            gpu = rule in ("pretrain", "finetune")
+            gpu = rule in ("pretrain", "supervise", "finetune")
             assert job["Partition"] == ("gpu" if gpu else "cpu"), (rule, job)
             # the account: the command line's for evaluate, the profile's for the rest
             want = "sstl-cli" if rule == "evaluate" else "sstl-profile"
@@ -94,7 +94,8 @@ def test_tiny_workflow_through_the_slurm_executor(tmp_path):
             assert "cpu=1," in job["Tres"], (rule, job)  # the config's cpus
     assert {j["TimeLimit"] for j in jobs["extract"]} == {"10"}  # the config's runtime
     assert jobs["report"][0]["TimeLimit"] == "7"  # the command line's
-    assert len(jobs["pretrain"]) == 1 and len(jobs["finetune"]) == 2  # sstl; sstl and scratch
+    assert len(jobs["pretrain"]) == 1 and len(jobs["supervise"]) == 1  # sstl; the reference
+    assert len(jobs["finetune"]) == 3  # sstl, scratch and supervised
     # Slurm granted the training jobs a GPU: the job saw one assigned (without slurmdbd the
     # jobcomp TRES does not list GRES)
     for log in ("logs/pretrain/sstl.log", "logs/finetune/sstl/synthetic.log"):
