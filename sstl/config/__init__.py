@@ -15,7 +15,7 @@ Import from ``sstl.config``: the split is for reading, not a second API.
 from sstl.config.data import DatasetConfig, StoreConfig, SyntheticConfig
 from sstl.config.evaluation import AnalysisConfig, EvalConfig, RetrievalConfig
 from sstl.config.jobs import SCRATCH, AnalyseJob, RetrieveJob
-from sstl.config.loader import ConfigError, at_least, check, load_section, to_dict
+from sstl.config.loader import ConfigError, load_section, to_dict
 from sstl.config.training import (
     FinetuneConfig,
     LossConfig,
@@ -48,8 +48,6 @@ __all__ = [
     "StoreConfig",
     "SyntheticConfig",
     "TemporalConfig",
-    "at_least",
-    "check",
     "load_section",
     "to_dict",
 ]

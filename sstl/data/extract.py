@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from sstl.config import ConfigError, StoreConfig, check, load_section
+from sstl.config import ConfigError, DatasetConfig, StoreConfig, load_section
 from sstl.data import splits
 from sstl.data.clips import MANIFEST_COLUMNS
 from sstl.data.layout import read_located
@@ -233,9 +233,9 @@ def cli_extract(argv: list[str]) -> int:
     unknown = sorted(set(raw) - {"store", "split"})
     if unknown:
         raise ConfigError(f"--cfg: unknown key {unknown[0]!r}; allowed keys: split, store")
-    split = raw.get("split", 1)
     cfg = load_section(StoreConfig, raw.get("store"), "store")
-    check(split in (1, 2, 3), "split", split, "1, 2 or 3")
+    # the dataset section owns the split's range
+    split = load_section(DatasetConfig, {"split": raw.get("split", 1)}).split
     log_startup(
         "extract",
         {
