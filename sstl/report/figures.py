@@ -145,15 +145,17 @@ def figure2(results: Mapping[str, dict | None], out: Path, dataset: str) -> Path
 def figure4(bars: Sequence[Mapping[str, Any]], out: Path, dataset: str) -> Path:
     """Fine-tune top-1 grouped by pretraining batch size, one bar per projection dimension.
 
-    ``bars``: ``{"batch": int, "dim": int, "top1": float | None, "reason": str | None}`` each; a
-    bar without top-1 is drawn hatched in its dimension's colour up to the top of the axis and
-    labelled "not run".
+    ``bars``: ``{"batch": int, "dim": int, "top1": float | None, "reason": str | None}`` each,
+    with an optional ``"ci95"`` (half-width over seeds, drawn as an error bar); a bar without
+    top-1 is drawn hatched in its dimension's colour up to the top of the axis and labelled
+    "not run".
     """
     fig, ax = plt.subplots(figsize=SIZES["figure4"])
     batches = sorted({int(b["batch"]) for b in bars})
     dims = sorted({int(b["dim"]) for b in bars})
     values = [b["top1"] for b in bars if b.get("top1") is not None]
-    top = max(values) * 1.15 if values else 100.0
+    highs = [b["top1"] + (b.get("ci95") or 0.0) for b in bars if b.get("top1") is not None]
+    top = max(highs) * 1.25 if highs else 100.0  # headroom for the labels and the legend row
     width = 0.8 / max(len(dims), 1)
     for b in bars:
         i, j = batches.index(int(b["batch"])), dims.index(int(b["dim"]))
@@ -163,8 +165,10 @@ def figure4(bars: Sequence[Mapping[str, Any]], out: Path, dataset: str) -> Path:
             ax.bar(x, top, width, fill=False, hatch="//", edgecolor=color)  # colour = dim
             ax.text(x, top / 2, "not run", rotation=90, ha="center", va="center", fontsize=9)
         else:
-            ax.bar(x, b["top1"], width, color=color)
-            ax.text(x, b["top1"], f"{b['top1']:.1f}", ha="center", va="bottom", fontsize=8)
+            ci = b.get("ci95")
+            ax.bar(x, b["top1"], width, color=color, yerr=ci, capsize=3 if ci else 0)
+            label = f"{b['top1']:.1f}" + (f"\n±{ci:.1f}" if ci else "")
+            ax.text(x, b["top1"] + (ci or 0.0), label, ha="center", va="bottom", fontsize=7)
     if not bars:
         _not_run(ax, "no experiments in the report spec's figure4")
     else:
@@ -176,9 +180,13 @@ def figure4(bars: Sequence[Mapping[str, Any]], out: Path, dataset: str) -> Path:
         ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
         ax.set_ylim(0, top)
         ax.set_ylabel("fine-tune top-1 (%)")
-        ax.legend(handles=handles, fontsize=8)
+        ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=len(handles))
     ran = len(values)
-    ax.set_title(f"Figure 4: batch size x projection dim ({dataset}, {ran}/{len(bars)} runs)")
+    ci_note = ", error bars: 95% interval over seeds" if any(b.get("ci95") for b in bars) else ""
+    ax.set_title(
+        f"Figure 4: batch size x projection dim ({dataset}, {ran}/{len(bars)} runs{ci_note})",
+        fontsize=10,
+    )
     return _save(fig, out)
 
 

@@ -37,6 +37,15 @@ def test_figure4_with_missing_bar(tmp_path):
     check_png(F.figure4([], tmp_path / "f4_none.png", "synthetic"), (800, 500))
 
 
+def test_figure4_draws_the_interval_over_seeds(tmp_path):
+    bars = [{"batch": 8, "dim": d, "top1": 40.0 + d / 32, "reason": None} for d in (32, 64)]
+    plain = check_png(F.figure4(bars, tmp_path / "plain.png", "synthetic"), (800, 500))
+    seeded = [{**b, "ci95": 6.0} for b in bars]
+    with_ci = check_png(F.figure4(seeded, tmp_path / "ci.png", "synthetic"), (800, 500))
+    # the error bars and their "±6.0" labels are dark strokes the plain figure lacks
+    assert (with_ci < 60).sum() > (plain < 60).sum() + 200
+
+
 def test_figure5(tmp_path, per_class):
     with_t = per_class([8, 7, 6, 5, 4, 3] * 4)  # 24 classes: the figure grows to fit them
     without = per_class([4, 4, 6, 6, 2, 3] * 4)
