@@ -64,13 +64,12 @@ from sstl.report.provenance import provenance_of
 from sstl.report.runs import (
     Runs,
     learning_is_real,
-    read_replicas,
+    read_interval,
     replicas,
     shown,
     summary,
 )
 from sstl.report.spec import SpecError, load_spec, validate_figures, validate_spec
-from sstl.report.stats import mean_interval
 from sstl.report.tables import build_tables
 from sstl.report.writers import write_tables
 from sstl.runtime import command_parser, log_startup, setup_logging
@@ -105,10 +104,9 @@ def make_figures(spec: dict, runs: Runs, out: Path) -> dict[str, list[str]]:
     figures.figure2(sims, out / "figure2.png", ds1)
     fig4, bars = spec["figure4"], []
     for label, bar in (fig4.get("experiments") or {}).items():
-        values, why, _ = read_replicas(
+        top1, ci, why = read_interval(
             spec, runs, "finetune", bar.get("exp"), fig4["dataset"], "top1"
         )
-        top1, ci = mean_interval(values) if values else (None, None)
         bars.append(
             {"batch": bar["batch"], "dim": bar["dim"], "top1": top1, "ci95": ci, "reason": why}
         )

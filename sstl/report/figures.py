@@ -153,7 +153,6 @@ def figure4(bars: Sequence[Mapping[str, Any]], out: Path, dataset: str) -> Path:
     fig, ax = plt.subplots(figsize=SIZES["figure4"])
     batches = sorted({int(b["batch"]) for b in bars})
     dims = sorted({int(b["dim"]) for b in bars})
-    values = [b["top1"] for b in bars if b.get("top1") is not None]
     highs = [b["top1"] + (b.get("ci95") or 0.0) for b in bars if b.get("top1") is not None]
     top = max(highs) * 1.25 if highs else 100.0  # headroom for the labels and the legend row
     width = 0.8 / max(len(dims), 1)
@@ -181,7 +180,7 @@ def figure4(bars: Sequence[Mapping[str, Any]], out: Path, dataset: str) -> Path:
         ax.set_ylim(0, top)
         ax.set_ylabel("fine-tune top-1 (%)")
         ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=len(handles))
-    ran = len(values)
+    ran = len(highs)
     ci_note = ", error bars: 95% interval over seeds" if any(b.get("ci95") for b in bars) else ""
     ax.set_title(
         f"Figure 4: batch size x projection dim ({dataset}, {ran}/{len(bars)} runs{ci_note})",

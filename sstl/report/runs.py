@@ -87,6 +87,18 @@ def read_metric(
     return sum(values) / len(values), None, paths[0]
 
 
+def read_interval(
+    spec: dict[str, Any], runs_dir: Runs, kind: str, exp: str | None, ds: str | None, metric: str
+) -> tuple[float | None, float | None, str | None]:
+    """(mean over the replicas, 95% t-interval half-width or None for one run, None), or
+    (None, None, "not run: why") as :func:`read_replicas` says."""
+    values, why, _ = read_replicas(spec, runs_dir, kind, exp, ds, metric)
+    if why is not None:
+        return None, None, why
+    mean, ci = mean_interval(values)
+    return mean, ci, None
+
+
 def read_replicas(
     spec: dict[str, Any], runs_dir: Runs, kind: str, exp: str | None, ds: str | None, metric: str
 ) -> tuple[list[float], str | None, list[Path]]:

@@ -22,9 +22,8 @@ import pandas as pd
 
 from sstl.report.paper import TABLES, load_paper
 from sstl.report.provenance import column_note, table_provenance
-from sstl.report.runs import Runs, read_metric, read_replicas
+from sstl.report.runs import Runs, read_interval, read_metric
 from sstl.report.spec import validate_spec
-from sstl.report.stats import mean_interval
 
 LABELS = {"ucf101": "UCF101", "hmdb51": "HMDB51", "top1": "Top1", "top5": "Top5"}
 LABELS |= {"top10": "Top10", "top20": "Top20", "top50": "Top50"}
@@ -69,9 +68,7 @@ def interval(
     spec: dict[str, Any], runs_dir: Runs, kind: str, exp: str | None, paper_ds: str, metric: str
 ) -> float | None:
     """The 95% t-interval's half-width over an experiment's replicas (None for a single run)."""
-    ds = spec["datasets"].get(paper_ds)
-    values, why, _ = read_replicas(spec, runs_dir, kind, exp, ds, metric)
-    return None if why is not None else mean_interval(values)[1]
+    return read_interval(spec, runs_dir, kind, exp, spec["datasets"].get(paper_ds), metric)[1]
 
 
 def _source(table: str, column: str, paper: dict[str, Any]) -> tuple[str, str]:
